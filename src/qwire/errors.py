@@ -1,0 +1,67 @@
+"""qwire's exceptions.
+
+Every exception qwire raises on bad input or unsupported objects is a `QWireError`, and also an
+instance of the builtin a caller would naturally catch: `DecodeError` is a `ValueError`,
+`EncodeError` a `TypeError`. Context travels as attributes, never only inside the message text.
+"""
+
+__all__ = [
+    "QWireError",
+    "DecodeError",
+    "EncodeError",
+    "QError",
+]
+
+
+class QWireError(Exception):
+    """Base class of every exception qwire raises about data."""
+
+
+class DecodeError(QWireError, ValueError):
+    """The bytes are not a valid message (or exceed a configured limit).
+
+    `offset` is the byte offset in the message where the problem was found (None when unknown);
+    `type_code` is the q type byte being decoded there, when one applies.
+    """
+
+    def __init__(self, message, offset=None, type_code=None):
+        self.reason = message
+        self.offset = offset
+        self.type_code = type_code
+        if offset is not None:
+            message = f"{message} (at byte {offset})"
+        super().__init__(message)
+
+
+class EncodeError(QWireError, TypeError):
+    """The object (or something inside it) cannot be written as requested.
+
+    `obj_type` is the type of the offending object when one applies.
+    """
+
+    def __init__(self, message, obj_type=None):
+        self.obj_type = obj_type
+        super().__init__(message)
+
+
+class QError(QWireError):
+    """A q error (type -128): raised by `loads` when a message carries one, and a value that
+    `dumps` writes as one (`dumps(QError("type"))` is what q sends for `'type`)."""
+
+    def __init__(self, text):
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "surrogateescape")
+        self.text = str(text)
+        super().__init__(self.text)
+
+    def __eq__(self, other):
+        return type(other) is QError and other.text == self.text
+
+    def __hash__(self):
+        return hash((QError, self.text))
+
+    def __repr__(self):
+        return f"QError({self.text!r})"
+
+    def __reduce__(self):
+        return (QError, (self.text,))

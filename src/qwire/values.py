@@ -1,0 +1,463 @@
+"""Value types for q values that no Python or NumPy type carries exactly.
+
+Decoding returns plain Python and NumPy values wherever they re-encode to the same bytes
+(docs/TYPES.md); these classes cover the rest: attributed or q-only vectors, q dictionaries that a
+Python dict cannot carry exactly, tables, keyed tables, q's float `datetime`, and function values.
+All are plain data: function values are never evaluated.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .qtypes import ATTRIBUTE_CODES, VECTOR_NAMES, vector_code
+
+__all__ = [
+    "Vector",
+    "Dict",
+    "Table",
+    "KeyedTable",
+    "DateTime",
+    "Function",
+    "Lambda",
+    "UnaryPrimitive",
+    "BinaryPrimitive",
+    "Iterator",
+    "Projection",
+    "Composition",
+    "Derived",
+    "ELIDED",
+    "values_equal",
+]
+
+
+def values_equal(a, b):
+    """Structural equality for decoded values: arrays compare by dtype and elements (NaN equal to
+    NaN, as q treats every NaN as the same null); containers compare element-wise."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
+            return False
+        if a.dtype != b.dtype or a.shape != b.shape:
+            return False
+        if a.dtype.kind in "fc":
+            return bool(np.array_equal(a, b, equal_nan=True))
+        if a.dtype.kind == "O":
+            return all(values_equal(x, y) for x, y in zip(a.tolist(), b.tolist()))
+        if a.dtype.kind in "mM":
+            return bool(np.array_equal(a.view("i8"), b.view("i8")))
+        return bool(np.array_equal(a, b))
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
+    if isinstance(a, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, (np.floating,)):
+        return bool(a == b) or bool(np.isnan(a) and np.isnan(b))
+    if isinstance(a, (np.datetime64, np.timedelta64)):
+        return a.dtype == b.dtype and a.view("i8") == b.view("i8") if hasattr(a, "view") else str(a) == str(b)
+    return bool(a == b)
+
+
+def _check_attr(attr):
+    if attr not in ATTRIBUTE_CODES:
+        raise ValueError(f"attribute must be one of None, 's', 'u', 'p', 'g'; got {attr!r}")
+    return attr
+
+
+class Vector:
+    """A q vector whose type or attribute a plain value cannot carry.
+
+    `values` is what the vector decodes to without the wrapper (a NumPy array, `bytes` for char
+    vectors, a `list` for general lists); `qtype` is the q vector type name ('long', 'datetime', ...);
+    `attr` is None or one of 's' (sorted), 'u' (unique), 'p' (parted), 'g' (grouped).
+    Decoding returns a Vector only for attributed vectors and for q's float `datetime` vectors.
+    """
+
+    __slots__ = ("values", "_code", "attr")
+
+    def __init__(self, values, qtype, attr=None):
+        self.values = values
+        self._code = vector_code(qtype)
+        self.attr = _check_attr(attr)
+
+    @property
+    def qtype(self):
+        return VECTOR_NAMES[self._code]
+
+    @property
+    def type_code(self):
+        return self._code
+
+    def __len__(self):
+        return len(self.values)
+
+    def __eq__(self, other):
+        if not isinstance(other, Vector):
+            return NotImplemented
+        return self._code == other._code and self.attr == other.attr and values_equal(self.values, other.values)
+
+    __hash__ = None
+
+    def __repr__(self):
+        attr = f", attr={self.attr!r}" if self.attr else ""
+        return f"Vector({self.values!r}, {self.qtype!r}{attr})"
+
+    def __reduce__(self):
+        return (Vector, (self.values, self.qtype, self.attr))
+
+
+class Dict:
+    """A q dictionary that a Python dict cannot carry exactly (keys that are not a plain symbol
+    vector or list of distinct hashable atoms, attributed keys, typed value vectors, or a sorted
+    dictionary). `keys` and `values` are decoded q values of equal length."""
+
+    __slots__ = ("keys", "values", "sorted")
+
+    def __init__(self, keys, values, sorted=False):
+        self.keys = keys
+        self.values = values
+        self.sorted = bool(sorted)
+
+    def __len__(self):
+        return len(self.keys)
+
+    def items(self):
+        return zip(_iter_values(self.keys), _iter_values(self.values))
+
+    def to_dict(self):
+        """A Python dict of the same pairs (raises TypeError for unhashable keys; a later duplicate
+        key wins, as in q's lookup the first one does: convert only when keys are distinct)."""
+        return dict(self.items())
+
+    def __eq__(self, other):
+        if not isinstance(other, Dict):
+            return NotImplemented
+        return self.sorted == other.sorted and values_equal(self.keys, other.keys) and values_equal(self.values, other.values)
+
+    __hash__ = None
+
+    def __repr__(self):
+        s = ", sorted=True" if self.sorted else ""
+        return f"Dict({self.keys!r}, {self.values!r}{s})"
+
+    def __reduce__(self):
+        return (Dict, (self.keys, self.values, self.sorted))
+
+
+def _iter_values(v):
+    if isinstance(v, Vector):
+        v = v.values
+    if isinstance(v, bytes):
+        return (v[i : i + 1] for i in range(len(v)))
+    if isinstance(v, np.ndarray):
+        return iter(v.tolist() if v.dtype.kind == "O" else list(v))
+    return iter(v)
+
+
+def _column_length(col):
+    if isinstance(col, (Vector, np.ndarray, bytes, list)):
+        return len(col)
+    raise TypeError(f"a table column must be a vector (NumPy array, bytes, list or qwire.Vector), not {type(col).__name__}")
+
+
+class Table:
+    """A q table: named columns of equal length, in order.
+
+    `Table({"a": np.arange(3), "b": np.array(["x", "y", "z"], dtype=object)})`. Columns are decoded
+    vector values: NumPy arrays, `bytes` (a char column), lists (a general-list column, such as
+    strings) or `qwire.Vector`. `attr` is the table's own attribute (q marks sorted tables `s#`).
+    """
+
+    __slots__ = ("_columns", "attr")
+
+    def __init__(self, columns=None, *, attr=None):
+        cols = dict(columns or {})
+        lengths = set()
+        for name, col in cols.items():
+            if not isinstance(name, str):
+                raise TypeError(f"table column names must be str, not {type(name).__name__}")
+            lengths.add(_column_length(col))
+        if len(lengths) > 1:
+            raise ValueError(f"table columns differ in length: {sorted(lengths)}")
+        self._columns = cols
+        self.attr = _check_attr(attr)
+
+    @property
+    def columns(self):
+        """The column names, in order."""
+        return list(self._columns)
+
+    def __getitem__(self, name):
+        return self._columns[name]
+
+    def __contains__(self, name):
+        return name in self._columns
+
+    def items(self):
+        return self._columns.items()
+
+    def __len__(self):
+        """The number of rows."""
+        for col in self._columns.values():
+            return len(col)
+        return 0
+
+    def __eq__(self, other):
+        if not isinstance(other, Table):
+            return NotImplemented
+        return (
+            self.attr == other.attr
+            and list(self._columns) == list(other._columns)
+            and all(values_equal(self._columns[k], other._columns[k]) for k in self._columns)
+        )
+
+    __hash__ = None
+
+    def __repr__(self):
+        a = f", attr={self.attr!r}" if self.attr else ""
+        return f"Table({self._columns!r}{a})"
+
+    def __reduce__(self):
+        return (Table, (self._columns,), {"attr": self.attr} if self.attr else None)
+
+    def __setstate__(self, state):
+        self.attr = state["attr"]
+
+    def to_pandas(self):
+        """A pandas DataFrame of the columns (pandas must be installed)."""
+        from ._pandas import table_to_pandas
+
+        return table_to_pandas(self)
+
+    @classmethod
+    def from_pandas(cls, df):
+        """The q table for a pandas DataFrame, as `dumps(df)` writes it."""
+        from ._pandas import table_from_pandas
+
+        return table_from_pandas(df)
+
+
+class KeyedTable:
+    """A q keyed table: a table of key columns mapped to a table of value columns (row for row)."""
+
+    __slots__ = ("keys", "values", "sorted")
+
+    def __init__(self, keys, values, sorted=False):
+        if not isinstance(keys, Table) or not isinstance(values, Table):
+            raise TypeError("KeyedTable(keys, values) takes two qwire.Table objects")
+        if len(keys) != len(values):
+            raise ValueError(f"keyed table: {len(keys)} key rows but {len(values)} value rows")
+        self.keys = keys
+        self.values = values
+        self.sorted = bool(sorted)
+
+    def __len__(self):
+        return len(self.keys)
+
+    def __eq__(self, other):
+        if not isinstance(other, KeyedTable):
+            return NotImplemented
+        return self.sorted == other.sorted and self.keys == other.keys and self.values == other.values
+
+    __hash__ = None
+
+    def __repr__(self):
+        s = ", sorted=True" if self.sorted else ""
+        return f"KeyedTable({self.keys!r}, {self.values!r}{s})"
+
+    def __reduce__(self):
+        return (KeyedTable, (self.keys, self.values, self.sorted))
+
+    def to_pandas(self):
+        """A pandas DataFrame indexed by the key columns."""
+        from ._pandas import keyed_table_to_pandas
+
+        return keyed_table_to_pandas(self)
+
+
+_EPOCH_2000_MS = 946_684_800_000
+
+
+class DateTime:
+    """q's deprecated `datetime` atom (type -15): float64 days since 2000-01-01, the fraction being the
+    time of day. Kept as the float so that it re-encodes bit for bit; NaN is null."""
+
+    __slots__ = ("days",)
+
+    def __init__(self, days):
+        self.days = float(days)
+
+    def to_numpy(self):
+        """As `numpy.datetime64` in milliseconds (NaT for null), q's own rounding."""
+        if math.isnan(self.days) or math.isinf(self.days):
+            return np.datetime64("NaT", "ms")
+        return np.datetime64(round(self.days * 86_400_000) + _EPOCH_2000_MS, "ms")
+
+    def __eq__(self, other):
+        if not isinstance(other, DateTime):
+            return NotImplemented
+        return self.days == other.days or (math.isnan(self.days) and math.isnan(other.days))
+
+    def __hash__(self):
+        return hash((DateTime, None if math.isnan(self.days) else self.days))
+
+    def __repr__(self):
+        return f"DateTime({self.days!r})"
+
+    def __reduce__(self):
+        return (DateTime, (self.days,))
+
+
+# ---- function values (types 100..111): inert data, never evaluated -------------------------------
+
+# Code tables (spec 3.5). Version-dependent in q; unknown codes are carried through unchanged.
+_BINARY = list(":+-*%&|^=<>$,#_~!?@.") + "0: 1: 2: in within like bin ss insert wsum wavg div xexp setenv binr cov cor".split()
+_UNARY = ["::"] + [c + ":" for c in "+-*%&|^=<>$,#_~!?@."] + "0:: 1:: 2:: avg last sum prd min max exit getenv abs sqrt log exp sin asin cos acos tan atan enlist var".split()
+_ITERATORS = ["'", "/", "\\", "':", "/:", "\\:"]
+
+
+class Function:
+    """Base class of q function values. Instances are immutable, hashable data."""
+
+    __slots__ = ()
+    _fields = ()
+
+    def _key(self):
+        return tuple(getattr(self, f) for f in self._fields)
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(values_equal(a, b) for a, b in zip(self._key(), other._key()))
+
+    def __hash__(self):
+        try:
+            return hash((type(self), self._key()))
+        except TypeError:
+            return hash(type(self))
+
+    def __reduce__(self):
+        return (type(self), self._key())
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def _set(self, **kw):
+        for k, v in kw.items():
+            object.__setattr__(self, k, v)
+
+
+class Lambda(Function):
+    """A q lambda (type 100): its source text and the context it was defined in ('' is root)."""
+
+    __slots__ = ("source", "context")
+    _fields = ("source", "context")
+
+    def __init__(self, source, context=""):
+        self._set(source=str(source), context=str(context))
+
+    def __repr__(self):
+        c = f", context={self.context!r}" if self.context else ""
+        return f"Lambda({self.source!r}{c})"
+
+
+class _CodedFunction(Function):
+    __slots__ = ("code",)
+    _fields = ("code",)
+    _names: list = []
+
+    def __init__(self, code):
+        code = int(code)
+        if not 0 <= code <= 255:
+            raise ValueError(f"{type(self).__name__} code must be 0..255, got {code}")
+        self._set(code=code)
+
+    @property
+    def name(self):
+        """q's spelling of the primitive, when the code table knows it."""
+        return self._names[self.code] if self.code < len(self._names) else None
+
+    def __repr__(self):
+        n = f"  # {self.name}" if self.name else ""
+        return f"{type(self).__name__}({self.code}){n}"
+
+
+class UnaryPrimitive(_CodedFunction):
+    """A unary primitive (type 101), e.g. `not` = UnaryPrimitive(15). Code 0 is `::`, which decodes
+    as None; code 255 is the elided argument of a projection (`qwire.ELIDED`)."""
+
+    __slots__ = ()
+    _names = _UNARY
+
+
+class BinaryPrimitive(_CodedFunction):
+    """A binary operator (type 102), e.g. `+` = BinaryPrimitive(1)."""
+
+    __slots__ = ()
+    _names = _BINARY
+
+
+class Iterator(_CodedFunction):
+    """An iterator (type 103), e.g. `/` = Iterator(1)."""
+
+    __slots__ = ()
+    _names = _ITERATORS
+
+
+class Projection(Function):
+    """A projection (type 104): the function and its arguments, `ELIDED` where one is left out."""
+
+    __slots__ = ("items",)
+    _fields = ("items",)
+
+    def __init__(self, *items):
+        self._set(items=tuple(items))
+
+    def __repr__(self):
+        return f"Projection{self.items!r}"
+
+    def __reduce__(self):
+        return (Projection, self.items)
+
+
+class Composition(Function):
+    """A composition (type 105) of the given functions."""
+
+    __slots__ = ("items",)
+    _fields = ("items",)
+
+    def __init__(self, *items):
+        self._set(items=tuple(items))
+
+    def __repr__(self):
+        return f"Composition{self.items!r}"
+
+    def __reduce__(self):
+        return (Composition, self.items)
+
+
+class Derived(Function):
+    """A function derived by an iterator (types 106..111): `kind` is the iterator ("'", '/', '\\',
+    "':", '/:', '\\:') and `func` the function it applies to, e.g. `sums` = Derived('\\', BinaryPrimitive(1))."""
+
+    __slots__ = ("kind", "func")
+    _fields = ("kind", "func")
+
+    def __init__(self, kind, func):
+        if kind not in _ITERATORS:
+            raise ValueError(f"Derived kind must be one of {_ITERATORS}, got {kind!r}")
+        self._set(kind=kind, func=func)
+
+    @property
+    def type_code(self):
+        return 106 + _ITERATORS.index(self.kind)
+
+    def __repr__(self):
+        return f"Derived({self.kind!r}, {self.func!r})"
+
+
+ELIDED = UnaryPrimitive(0xFF)
