@@ -1,0 +1,84 @@
+# cython: language_level=3
+"""qwire's core: the q IPC encoder, decoder and Message.
+
+The module is one compiled unit; this file is its table of contents:
+  constants.pxi  q type codes, widths, sentinels, epochs, default limits
+  cutil.pxi      byte swapping, overflow checks, civil-date arithmetic
+  message.pxi    Message: the result of dumps (buffer protocol, segments, vectored writes)
+  encode.pxi     Encoder: Python values -> q bytes
+  symtab.pxi     per-call symbol intern table used by the decoder
+  decode.pxi     Decoder: q bytes -> Python values
+"""
+import sys
+import uuid
+
+import numpy as np
+
+cimport numpy as cnp
+from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBUF_SIMPLE, PyBUF_STRIDES, PyBUF_WRITABLE, PyBuffer_FillInfo, PyBuffer_IsContiguous, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.datetime cimport (
+    date_day, date_month, date_new, date_year, datetime_day, datetime_hour, datetime_microsecond,
+    datetime_minute, datetime_month, datetime_new, datetime_second, datetime_year, import_datetime,
+    time_hour, time_microsecond, time_minute, time_new, time_second, timedelta_days,
+    timedelta_microseconds, timedelta_new, timedelta_seconds,
+)
+from cpython.dict cimport PyDict_Next
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_FromDouble
+from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_FromLongLong
+from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.memoryview cimport PyMemoryView_FromObject, PyMemoryView_GET_BUFFER
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memchr, memcmp, memcpy
+
+from qwire.errors import DecodeError, EncodeError, QError
+from qwire.qtypes import ATTRIBUTE_CODES, ATTRIBUTES
+from qwire.values import (
+    BinaryPrimitive, Composition, DateTime, Derived, Dict, Function, Iterator, KeyedTable, Lambda,
+    Projection, Table, UnaryPrimitive, Vector,
+)
+
+cdef extern from "numpy/arrayobject.h":
+    object PyArray_NewFromDescr(PyTypeObject* subtype, PyObject* descr, int nd, cnp.npy_intp* dims,
+                                cnp.npy_intp* strides, void* data, int flags, PyObject* obj)
+    object PyArray_Scalar(void* data, PyObject* descr, PyObject* base)
+
+cnp.import_array()
+import_datetime()
+
+import datetime as _dt
+
+cdef type datetime_type = _dt.datetime
+cdef type date_type = _dt.date
+cdef type time_type = _dt.time
+cdef type timedelta_type = _dt.timedelta
+cdef type UUID = uuid.UUID
+cdef object _uuid_new = uuid.UUID.__new__
+cdef object _object_setattr = object.__setattr__
+cdef object _SAFE_UUID_UNKNOWN = uuid.SafeUUID.unknown
+
+
+cdef object _new_table(dict columns, object attr):
+    # Skips Table.__init__'s checks: the decoder has made them.
+    t = Table.__new__(Table)
+    t._columns = columns
+    t.attr = attr
+    return t
+
+
+cdef object _new_keyed_table(object keys, object values, bint sorted_):
+    if len(keys) != len(values):
+        raise DecodeError(f"keyed table has {len(keys)} key rows but {len(values)} value rows")
+    return KeyedTable(keys, values, sorted_)
+
+
+include "constants.pxi"
+include "cutil.pxi"
+include "message.pxi"
+include "encode.pxi"
+include "symtab.pxi"
+include "decode.pxi"

@@ -1,0 +1,673 @@
+# The decoder: q IPC bytes -> Python values.
+#
+# A cursor over the message (pointer, position, end, byte order) is checked before every read;
+# counts are checked against the bytes left before anything is allocated; depth is a counter.
+
+cdef struct DState:
+    const unsigned char* buf     # the (uncompressed) message, header included
+    Py_ssize_t pos
+    Py_ssize_t end
+    bint swap                    # big-endian message
+    int max_depth
+    PyObject* base               # what decoded views keep alive
+    int last_code                # q type of the item decoded last (for dict/table shape checks)
+    int last_attr
+    SymTab syms
+    bint intern
+
+
+cdef int _fail(str what, Py_ssize_t offset, int type_code=0) except -1:
+    raise DecodeError(what, offset, type_code if type_code else None)
+
+
+cdef int _truncated(DState* s, Py_ssize_t need, str what) except -1:
+    raise DecodeError(f"truncated message: {what} needs {need} bytes, {s.end - s.pos} left", s.pos)
+
+
+cdef inline int _need(DState* s, Py_ssize_t n, str what) except -1:
+    if s.end - s.pos < n:
+        return _truncated(s, n, what)
+    return 0
+
+
+cdef inline uint32_t _rd_u32(DState* s) noexcept:
+    cdef uint32_t v
+    memcpy(&v, s.buf + s.pos, 4)
+    s.pos += 4
+    return qw_bswap32(v) if s.swap else v
+
+
+cdef inline uint64_t _rd_u64(DState* s) noexcept:
+    cdef uint64_t v
+    memcpy(&v, s.buf + s.pos, 8)
+    s.pos += 8
+    return qw_bswap64(v) if s.swap else v
+
+
+cdef inline Py_ssize_t _rd_count(DState* s, int code, bint long_count) except -1:
+    cdef uint64_t n
+    if long_count:
+        _need(s, 8, "a vector count")
+        n = _rd_u64(s)
+    else:
+        _need(s, 4, "a vector count")
+        n = _rd_u32(s)
+    if n > <uint64_t>(s.end - s.pos):
+        # Every item takes at least a byte: a count beyond the bytes left is a lie.
+        _fail(f"vector of type {code} claims {n} items but only {s.end - s.pos} bytes follow", s.pos - (8 if long_count else 4), code)
+    return <Py_ssize_t>n
+
+
+cdef inline Py_ssize_t _sym_end(DState* s, str what) except -1:
+    cdef const void* z = memchr(s.buf + s.pos, 0, s.end - s.pos)
+    if z == NULL:
+        _fail(f"{what} is not NUL-terminated before the end of the message", s.pos)
+    return <const unsigned char*>z - s.buf
+
+
+# NumPy dtypes by q type, for views and scalars.
+cdef cnp.dtype DT_BOOL = np.dtype(np.bool_)
+cdef cnp.dtype DT_U8 = np.dtype(np.uint8)
+cdef cnp.dtype DT_I16 = np.dtype(np.int16)
+cdef cnp.dtype DT_I32 = np.dtype(np.int32)
+cdef cnp.dtype DT_I64 = np.dtype(np.int64)
+cdef cnp.dtype DT_F32 = np.dtype(np.float32)
+cdef cnp.dtype DT_F64 = np.dtype(np.float64)
+cdef cnp.dtype DT_S1 = np.dtype("S1")
+cdef cnp.dtype DT_OBJ = np.dtype(object)
+cdef cnp.dtype DT_TS = np.dtype("M8[ns]")
+cdef cnp.dtype DT_MONTH = np.dtype("M8[M]")
+cdef cnp.dtype DT_DATE = np.dtype("M8[D]")
+cdef cnp.dtype DT_SPAN = np.dtype("m8[ns]")
+cdef cnp.dtype DT_MINUTE = np.dtype("m8[m]")
+cdef cnp.dtype DT_SECOND = np.dtype("m8[s]")
+cdef cnp.dtype DT_TIME = np.dtype("m8[ms]")
+
+cdef list _VIEW_DTYPES = [None, DT_BOOL, None, None, DT_U8, DT_I16, DT_I32, DT_I64, DT_F32, DT_F64,
+                          None, None, None, None, None, DT_F64, DT_SPAN, None, None, None]
+cdef list _INT32_TEMPORAL = [None] * 13 + [DT_MONTH, DT_DATE, None, None, DT_MINUTE, DT_SECOND, DT_TIME]
+cdef int64_t[20] _INT32_SHIFT
+_INT32_SHIFT[:] = [0] * 13 + [360, 10957, 0, 0, 0, 0, 0]
+
+# Read-only empty vectors, shared: an empty vector carries no data to view.
+cdef dict _EMPTY_VECTORS = {}
+
+
+cdef object _new_array(cnp.dtype descr, Py_ssize_t n, void* data, object base):
+    """An array of n items of descr: a read-only view of data kept alive by base, or (data NULL)
+    a fresh writable array."""
+    cdef cnp.npy_intp dims[1]
+    dims[0] = n
+    Py_INCREF(descr)
+    arr = PyArray_NewFromDescr(<PyTypeObject*>np.ndarray, <PyObject*>descr, 1, dims, NULL, data, 0, NULL)
+    if data != NULL:
+        Py_INCREF(base)
+        cnp.PyArray_SetBaseObject(<cnp.ndarray>arr, base)
+    return arr
+
+
+cdef object _scalar(cnp.dtype descr, const void* data):
+    return PyArray_Scalar(<void*>data, <PyObject*>descr, NULL)
+
+
+cdef class Decoder:
+    """Reads q IPC messages; holds the options so hot loops pay for them once.
+
+    Decoder(*, max_depth=256, max_decompressed_size=1 GiB)
+    `decode(data)`: from bytes, bytearray, memoryview, Message, mmap or any C-contiguous buffer.
+    Safe to share between threads: a decode call keeps all its state on the stack.
+    """
+
+    cdef readonly int max_depth
+    cdef readonly object max_decompressed_size
+
+    def __init__(self, *, max_depth=DEFAULT_MAX_DEPTH, max_decompressed_size=None):
+        if not 1 <= max_depth <= 100000:
+            raise ValueError("max_depth must be between 1 and 100000")
+        self.max_depth = max_depth
+        self.max_decompressed_size = max_decompressed_size
+
+    def __reduce__(self):
+        return (_make_decoder, (self.max_depth, self.max_decompressed_size))
+
+    def decode(self, data):
+        """Deserialize one message. Raises DecodeError on malformed input and QError when the
+        message is a q error."""
+        cdef Py_buffer* view
+        cdef object base
+        cdef const unsigned char* p
+        cdef Py_ssize_t n
+        if type(data) is bytes:
+            base = data
+            p = <const unsigned char*>PyBytes_AS_STRING(data)
+            n = PyBytes_GET_SIZE(data)
+        else:
+            try:
+                base = PyMemoryView_FromObject(data)
+            except TypeError:
+                raise TypeError(f"loads needs a bytes-like object, not {type(data).__name__}") from None
+            view = PyMemoryView_GET_BUFFER(base)
+            if not PyBuffer_IsContiguous(view, b'C'):
+                raise TypeError("loads needs a C-contiguous buffer")
+            p = <const unsigned char*>view.buf
+            n = view.len
+        return self._decode_message(p, n, base)
+
+    cdef object _decode_message(self, const unsigned char* p, Py_ssize_t n, object base):
+        if n < HEADER_SIZE:
+            _fail(f"message of {n} bytes is shorter than the 8-byte header", n)
+        if p[0] > 1:
+            _fail(f"header byte 0 must be 1 (little-endian) or 0 (big-endian), not {p[0]}", 0)
+        if p[1] > 2:
+            _fail(f"header byte 1 (message type) must be 0, 1 or 2, not {p[1]}", 1)
+        cdef uint32_t low
+        memcpy(&low, p + 4, 4)
+        if p[0] == 0:
+            low = qw_bswap32(low)
+        cdef uint64_t total = (<uint64_t>p[3] << 32) | low
+        if total != <uint64_t>n:
+            _fail(f"header says the message is {total} bytes, but {n} were given", 4)
+        if p[2] != 0:
+            if p[2] > 2:
+                _fail(f"header byte 2 (compression) must be 0, 1 or 2, not {p[2]}", 2)
+            return self._decode_compressed(base)
+        cdef DState s
+        s.buf = p
+        s.pos = HEADER_SIZE
+        s.end = n
+        s.swap = p[0] == 0
+        s.max_depth = self.max_depth
+        s.base = <PyObject*>base
+        s.syms.entries = NULL
+        s.syms.cap = 0
+        s.syms.used = 0
+        s.intern = n >= 512
+        try:
+            _need(&s, 1, "the type byte")
+            if <int8_t>p[HEADER_SIZE] == QT_ERROR:
+                _raise_q_error(&s)
+            result = _decode_item(&s, 0)
+            if s.pos != s.end:
+                _fail(f"{s.end - s.pos} bytes left over after the message's value", s.pos)
+            return result
+        finally:
+            symtab_free(&s.syms)
+
+    cdef object _decode_compressed(self, object data):
+        from qwire import compression
+        kw = {} if self.max_decompressed_size is None else {"max_size": self.max_decompressed_size}
+        plain = compression.decompress(data, **kw)
+        return self.decode(plain)
+
+
+cdef int _raise_q_error(DState* s) except -1:
+    s.pos += 1
+    cdef Py_ssize_t z = _sym_end(s, "the error text")
+    if z + 1 != s.end:
+        _fail(f"{s.end - z - 1} bytes left over after the q error text", z + 1)
+    raise QError(PyUnicode_DecodeUTF8(<const char*>s.buf + s.pos, z - s.pos, "surrogateescape"))
+
+
+cdef object _decode_item(DState* s, int depth):
+    _need(s, 1, "a type byte")
+    cdef Py_ssize_t start = s.pos
+    cdef int t = <int8_t>s.buf[s.pos]
+    s.pos += 1
+    s.last_attr = 0
+    s.last_code = t
+    if t < 0:
+        if t >= -19 and t != -3:
+            return _decode_atom(s, -t, start)
+        if t == QT_ERROR:
+            _fail("a q error (type -128) can only be a whole message, not part of one", start, t)
+        _bad_type(t, start)
+    if t <= 19:
+        if t == 3:
+            _bad_type(t, start)
+        if depth >= s.max_depth:
+            _fail(f"nesting deeper than max_depth={s.max_depth}", start, t)
+        return _decode_vector(s, t, start, depth)
+    if depth >= s.max_depth:
+        _fail(f"nesting deeper than max_depth={s.max_depth}", start, t)
+    if t == QT_DICT or t == QT_SORTED_DICT:
+        return _decode_dict(s, t, start, depth)
+    if t == QT_TABLE:
+        return _decode_table(s, start, depth)
+    if QT_LAMBDA <= t <= QT_EACH_LEFT:
+        return _decode_function(s, t, start, depth)
+    _bad_type(t, start)
+
+
+cdef int _bad_type(int t, Py_ssize_t at) except -1:
+    if 20 <= abs(t) <= 76:
+        what = f"an enumeration (type {t}); kdb+ sends enumerations as their symbol values"
+    elif 77 <= t <= 97:
+        what = f"a mapped/on-disk value (type {t}), which never travels over IPC"
+    elif t == QT_EXTENSION:
+        what = "a qwire extension record (type 112) in a message read with extensions off"
+    elif t == 112 or t == 113 or t == 126:
+        what = f"a foreign object (type {t})"
+    else:
+        what = f"unknown type {t}"
+    return _fail(f"cannot decode {what}", at, t)
+
+
+# ---- atoms -------------------------------------------------------------------------------------
+
+cdef list _BYTE_ATOMS = [None] * 256
+cdef list _CHAR_ATOMS = [None] * 256
+
+
+cdef object _decode_atom(DState* s, int code, Py_ssize_t start):
+    cdef Py_ssize_t width = ELEMENT_WIDTH[code]
+    cdef const unsigned char* p
+    cdef uint16_t u16
+    cdef uint32_t u32
+    cdef uint64_t u64
+    cdef double d
+    cdef Py_ssize_t z
+    if code == QT_SYMBOL:
+        z = _sym_end(s, "a symbol")
+        p = s.buf + s.pos
+        s.pos = z + 1
+        if s.intern:
+            return symtab_get(&s.syms, <const char*>p, z - (p - s.buf))
+        return _sym_new(<const char*>p, z - (p - s.buf))
+    _need(s, width, "an atom")
+    p = s.buf + s.pos
+    s.pos += width
+    if width == 1:
+        if code == QT_BOOLEAN:
+            if p[0] > 1:
+                _fail(f"boolean byte must be 0 or 1, not {p[0]}", start + 1, -1)
+            return p[0] == 1
+        return _small_atom(code, p[0])
+    if width == 2:
+        memcpy(&u16, p, 2)
+        if s.swap:
+            u16 = qw_bswap16(u16)
+        return _scalar(DT_I16, &u16)
+    if width == 4:
+        memcpy(&u32, p, 4)
+        if s.swap:
+            u32 = qw_bswap32(u32)
+        if code == QT_INT:
+            return _scalar(DT_I32, &u32)
+        if code == QT_REAL:
+            return _scalar(DT_F32, &u32)
+        return _int32_temporal_atom(code, <int32_t>u32)
+    if width == 8:
+        memcpy(&u64, p, 8)
+        if s.swap:
+            u64 = qw_bswap64(u64)
+        if code == QT_LONG:
+            return PyLong_FromLongLong(<int64_t>u64)
+        if code == QT_FLOAT:
+            memcpy(&d, &u64, 8)
+            return PyFloat_FromDouble(d)
+        if code == QT_TIMESTAMP:
+            return _timestamp_atom(<int64_t>u64, start)
+        if code == QT_TIMESPAN:
+            return _timespan_atom(<int64_t>u64)
+        memcpy(&d, &u64, 8)
+        return _new_datetime_value(d)
+    # guid: 16 bytes in printed order, never swapped
+    return _make_uuid(p)
+
+
+cdef object _small_atom(int code, unsigned char b):
+    # Byte and char atoms are cached: immutable, and a message of many of them must not
+    # allocate an object per two input bytes.
+    cdef list cache = _BYTE_ATOMS if code == QT_BYTE else _CHAR_ATOMS
+    v = cache[b]
+    if v is None:
+        v = _scalar(DT_U8 if code == QT_BYTE else DT_S1, &b)
+        cache[b] = v
+    return v
+
+
+cdef inline bint _special64(int64_t v) noexcept nogil:
+    return v == NULL_LONG or v == INF_LONG or v == -INF_LONG
+
+
+cdef object _timestamp_atom(int64_t v, Py_ssize_t start):
+    cdef int64_t days, rem, shifted
+    cdef int y, m, d
+    if not _special64(v) and v % 1000 == 0:
+        days = floordiv64(v, NS_PER_DAY)
+        rem = (v - days * NS_PER_DAY) // 1000
+        civil_from_days(days + EPOCH_DAYS, &y, &m, &d)
+        return datetime_new(y, m, d, <int>(rem // 3600000000), <int>(rem // 60000000 % 60),
+                            <int>(rem // 1000000 % 60), <int>(rem % 1000000), None)
+    if _special64(v):
+        return _scalar(DT_TS, &v)
+    if qw_add_overflow_i64(v, EPOCH_NS, &shifted) or _special64(shifted):
+        _fail("timestamp with nanoseconds after 2262-04-11 is beyond numpy.datetime64[ns]", start, -QT_TIMESTAMP)
+    return _scalar(DT_TS, &shifted)
+
+
+cdef object _timespan_atom(int64_t v):
+    cdef int64_t us, days
+    if _special64(v) or v % 1000 != 0:
+        return _scalar(DT_SPAN, &v)
+    us = v // 1000
+    days = floordiv64(us, 86400000000)
+    us -= days * 86400000000
+    return timedelta_new(<int>days, <int>(us // 1000000), <int>(us % 1000000))
+
+
+cdef inline int64_t _widen32(int32_t v, int64_t shift) noexcept nogil:
+    if v == NULL_INT:
+        return NULL_LONG
+    if v == INF_INT:
+        return INF_LONG
+    if v == -INF_INT:
+        return -INF_LONG
+    return <int64_t>v + shift
+
+
+cdef object _int32_temporal_atom(int code, int32_t v):
+    cdef int y, m, d
+    cdef int64_t w
+    if code == QT_DATE and v != NULL_INT and v != INF_INT and v != -INF_INT:
+        civil_from_days(<int64_t>v + EPOCH_DAYS, &y, &m, &d)
+        if 1 <= y <= 9999:
+            return date_new(y, m, d)
+    if code == QT_TIME and 0 <= v < MS_PER_DAY:
+        return time_new(v // 3600000, v // 60000 % 60, v // 1000 % 60, v % 1000 * 1000, None)
+    w = _widen32(v, _INT32_SHIFT[code])
+    return _scalar(<cnp.dtype>_INT32_TEMPORAL[code], &w)
+
+
+cdef object _new_datetime_value(double d):
+    return DateTime(d)
+
+
+cdef object _make_uuid(const unsigned char* p):
+    u = _uuid_new(UUID)
+    _object_setattr(u, "int", int.from_bytes(PyBytes_FromStringAndSize(<const char*>p, 16), "big"))
+    _object_setattr(u, "is_safe", _SAFE_UUID_UNKNOWN)
+    return u
+
+
+# ---- vectors -----------------------------------------------------------------------------------
+
+cdef object _decode_vector(DState* s, int code, Py_ssize_t start, int depth):
+    _need(s, 1, "the attribute byte")
+    cdef int attr_byte = s.buf[s.pos]
+    s.pos += 1
+    cdef int attr = attr_byte & 0x7F
+    if attr > MAX_ATTRIBUTE:
+        _fail(f"attribute byte {attr_byte:#04x} is not one of 0 (none), 1 (s), 2 (u), 3 (p), 4 (g)", start + 1, code)
+    cdef Py_ssize_t n = _rd_count(s, code, attr_byte & ATTR_LONG_COUNT)
+    cdef object value
+    if code == QT_LIST:
+        value = _decode_list(s, n, depth)
+    elif code == QT_SYMBOL:
+        value = _decode_symbols(s, n)
+    elif code == QT_CHAR:
+        value = PyBytes_FromStringAndSize(<const char*>s.buf + s.pos, n)
+        s.pos += n
+    else:
+        value = _decode_fixed(s, code, n)
+    s.last_code = code
+    s.last_attr = attr
+    if attr:
+        return Vector(value, code, ATTRIBUTES[attr])
+    if code == QT_DATETIME or (code == QT_GUID and n == 0):
+        return Vector(value, code)
+    return value
+
+
+cdef list _decode_list(DState* s, Py_ssize_t n, int depth):
+    if n > (s.end - s.pos) // 2:
+        # Every item is at least two bytes (a type byte and one more).
+        _fail(f"general list claims {n} items but only {s.end - s.pos} bytes follow", s.pos - 4, 0)
+    cdef list out = PyList_New(n)
+    cdef Py_ssize_t i
+    for i in range(n):
+        item = _decode_item(s, depth + 1)
+        Py_INCREF(item)
+        PyList_SET_ITEM(out, i, item)
+    return out
+
+
+cdef object _decode_symbols(DState* s, Py_ssize_t n):
+    cdef cnp.ndarray arr = np.empty(n, dtype=object)
+    cdef PyObject** slots = <PyObject**>cnp.PyArray_DATA(arr)
+    cdef Py_ssize_t i, z
+    cdef const char* p
+    cdef str sym
+    for i in range(n):
+        z = _sym_end(s, "a symbol in a symbol vector")
+        p = <const char*>s.buf + s.pos
+        sym = symtab_get(&s.syms, p, z - s.pos) if s.intern else _sym_new(p, z - s.pos)
+        s.pos = z + 1
+        Py_INCREF(sym)
+        Py_XDECREF(slots[i])
+        slots[i] = <PyObject*>sym
+    return arr
+
+
+cdef object _decode_fixed(DState* s, int code, Py_ssize_t n):
+    cdef Py_ssize_t width = ELEMENT_WIDTH[code]
+    if n > (s.end - s.pos) // width:
+        _fail(f"vector of type {code} claims {n} items ({width} bytes each) but only {s.end - s.pos} bytes follow", s.pos - 4, code)
+    cdef const unsigned char* p = s.buf + s.pos
+    cdef Py_ssize_t i
+    s.pos += n * width
+    if code == QT_BOOLEAN:
+        for i in range(n):
+            if p[i] > 1:
+                _fail(f"boolean byte must be 0 or 1, not {p[i]}", (p - s.buf) + i, code)
+    if code == QT_GUID:
+        return _decode_guids(p, n)
+    if n == 0:
+        return _empty_vector(code)
+    descr = _VIEW_DTYPES[code]
+    if descr is not None:
+        if s.swap:
+            return _swapped_copy(<cnp.dtype>descr, p, n)
+        return _new_array(<cnp.dtype>descr, n, <void*>p, <object>s.base)
+    if code == QT_TIMESTAMP:
+        return _decode_timestamps(s, p, n)
+    return _decode_int32_temporals(s, code, p, n)
+
+
+cdef object _empty_vector(int code):
+    v = _EMPTY_VECTORS.get(code)
+    if v is None:
+        descr = _VIEW_DTYPES[code] or _INT32_TEMPORAL[code] or (DT_TS if code == QT_TIMESTAMP else None)
+        v = np.empty(0, dtype=descr)
+        v.flags.writeable = False
+        _EMPTY_VECTORS[code] = v
+    return v
+
+
+cdef object _swapped_copy(cnp.dtype descr, const unsigned char* p, Py_ssize_t n):
+    be = np.frombuffer(PyBytes_FromStringAndSize(<const char*>p, n * descr.itemsize), dtype=descr.newbyteorder(">"))
+    return be.astype(descr)
+
+
+cdef object _decode_guids(const unsigned char* p, Py_ssize_t n):
+    cdef cnp.ndarray arr = np.empty(n, dtype=object)
+    cdef PyObject** slots = <PyObject**>cnp.PyArray_DATA(arr)
+    cdef Py_ssize_t i
+    for i in range(n):
+        u = _make_uuid(p + 16 * i)
+        Py_INCREF(u)
+        Py_XDECREF(slots[i])
+        slots[i] = <PyObject*>u
+    return arr
+
+
+cdef object _decode_timestamps(DState* s, const unsigned char* p, Py_ssize_t n):
+    """q timestamps (ns since 2000) -> datetime64[ns] (since 1970) in one pass; nulls and
+    infinities unshifted. A value NumPy cannot hold makes the vector come back in q's raw units
+    (Vector(int64s, 'timestamp'))."""
+    arr = _new_array(DT_TS, n, NULL, None)
+    cdef int64_t* dst = <int64_t*>cnp.PyArray_DATA(<cnp.ndarray>arr)
+    cdef Py_ssize_t i
+    cdef int64_t v
+    cdef bint swap = s.swap
+    cdef bint overflow = False
+    with nogil:
+        for i in range(n):
+            memcpy(&v, p + 8 * i, 8)
+            if swap:
+                v = <int64_t>qw_bswap64(<uint64_t>v)
+            if _special64(v):
+                dst[i] = v
+            elif qw_add_overflow_i64(v, EPOCH_NS, &dst[i]) or _special64(dst[i]):
+                overflow = True
+                break
+    if overflow:
+        raw = (_swapped_copy(DT_I64, p, n) if swap else
+               _new_array(DT_I64, n, <void*>p, <object>s.base))
+        return Vector(raw, QT_TIMESTAMP)
+    return arr
+
+
+cdef object _decode_int32_temporals(DState* s, int code, const unsigned char* p, Py_ssize_t n):
+    """q's int32 temporals -> int64-based NumPy temporals: widen, shift, map null/±inf."""
+    arr = _new_array(<cnp.dtype>_INT32_TEMPORAL[code], n, NULL, None)
+    cdef int64_t* dst = <int64_t*>cnp.PyArray_DATA(<cnp.ndarray>arr)
+    cdef int64_t shift = _INT32_SHIFT[code]
+    cdef Py_ssize_t i
+    cdef uint32_t v
+    cdef bint swap = s.swap
+    with nogil:
+        for i in range(n):
+            memcpy(&v, p + 4 * i, 4)
+            if swap:
+                v = qw_bswap32(v)
+            dst[i] = _widen32(<int32_t>v, shift)
+    return arr
+
+
+# ---- dictionaries and tables ---------------------------------------------------------------------
+
+cdef Py_ssize_t _length(object v):
+    """Item count of a decoded list-like value, -1 for atoms."""
+    t = type(v)
+    if t is np.ndarray or t is list or t is bytes or t is Vector or t is Table or t is Dict or t is KeyedTable or t is dict:
+        return len(v)
+    return -1
+
+
+cdef object _decode_dict(DState* s, int t, Py_ssize_t start, int depth):
+    keys = _decode_item(s, depth + 1)
+    cdef int key_code = s.last_code
+    cdef int key_attr = s.last_attr
+    values = _decode_item(s, depth + 1)
+    cdef int value_code = s.last_code
+    cdef int value_attr = s.last_attr
+    cdef Py_ssize_t nk = _length(keys)
+    cdef Py_ssize_t nv = _length(values)
+    if nk < 0 or nv < 0:
+        _fail("a dictionary's keys and values must both be lists", start, t)
+    if nk != nv:
+        _fail(f"dictionary has {nk} keys but {nv} values", start, t)
+    cdef bint sorted_ = t == QT_SORTED_DICT
+    if type(keys) is Table:
+        if type(values) is Table:
+            return _new_keyed_table(keys, values, sorted_)
+        return Dict(keys, values, sorted_)
+    if not sorted_ and value_code == QT_LIST and value_attr == 0 and key_attr == 0 and type(values) is list:
+        d = _as_python_dict(keys, key_code, values, nk)
+        if d is not None:
+            return d
+    return Dict(keys, values, sorted_)
+
+
+cdef object _as_python_dict(object keys, int key_code, list values, Py_ssize_t n):
+    """A Python dict when it re-encodes to the same bytes (docs/TYPES.md), else None."""
+    cdef dict d
+    if key_code == QT_SYMBOL and type(keys) is np.ndarray:
+        d = dict(zip((<cnp.ndarray>keys).tolist(), values))
+    elif key_code == QT_LIST and type(keys) is list and n > 0:
+        if all(type(k) is str for k in <list>keys):
+            return None      # a Python dict with str keys writes a symbol vector
+        try:
+            d = dict(zip(<list>keys, values))
+        except TypeError:
+            return None      # unhashable keys
+    else:
+        return None
+    return d if len(d) == n else None
+
+
+cdef object _decode_table(DState* s, Py_ssize_t start, int depth):
+    _need(s, 2, "a table")
+    cdef int attr = s.buf[s.pos]
+    if attr > MAX_ATTRIBUTE:
+        _fail(f"table attribute byte {attr:#04x} is not 0..4", s.pos, QT_TABLE)
+    s.pos += 1
+    if s.buf[s.pos] != QT_DICT:
+        _fail(f"a table's body must be a dictionary (type 99), not type {<int8_t>s.buf[s.pos]}", s.pos, QT_TABLE)
+    s.pos += 1
+    names = _decode_item(s, depth + 1)
+    if s.last_code != QT_SYMBOL or type(names) is not np.ndarray:
+        _fail("a table's column names must be a symbol vector without attribute", start, QT_TABLE)
+    columns = _decode_item(s, depth + 1)
+    if s.last_code != QT_LIST or type(columns) is not list:
+        _fail("a table's columns must be a general list", start, QT_TABLE)
+    cdef list name_list = (<cnp.ndarray>names).tolist()
+    cdef list cols = <list>columns
+    if len(name_list) != len(cols):
+        _fail(f"table has {len(name_list)} column names but {len(cols)} columns", start, QT_TABLE)
+    cdef dict out = {}
+    cdef Py_ssize_t rows = -1
+    cdef Py_ssize_t n
+    for name, col in zip(name_list, cols):
+        ct = type(col)
+        if not (ct is np.ndarray or ct is list or ct is bytes or ct is Vector):
+            _fail(f"table column {name!r} is not a vector", start, QT_TABLE)
+        n = len(col)
+        if rows >= 0 and n != rows:
+            _fail(f"table columns differ in length ({rows} and {n} rows, column {name!r})", start, QT_TABLE)
+        rows = n
+        if name in out:
+            _fail(f"table has two columns named {name!r}", start, QT_TABLE)
+        out[name] = col
+    s.last_code = QT_TABLE
+    return _new_table(out, ATTRIBUTES[attr])
+
+
+# ---- functions ---------------------------------------------------------------------------------
+
+cdef object _decode_function(DState* s, int t, Py_ssize_t start, int depth):
+    cdef Py_ssize_t z
+    cdef uint32_t n
+    if t == QT_LAMBDA:
+        z = _sym_end(s, "a lambda's context")
+        context = _sym_new(<const char*>s.buf + s.pos, z - s.pos)
+        s.pos = z + 1
+        _need(s, 2, "a lambda's source")
+        if s.buf[s.pos] != QT_CHAR or s.buf[s.pos + 1] != 0:
+            _fail("a lambda's source must be a char vector without attribute", s.pos, t)
+        src = _decode_item(s, depth + 1)
+        return Lambda(PyUnicode_DecodeUTF8(PyBytes_AS_STRING(src), PyBytes_GET_SIZE(src), "surrogateescape"), context)
+    if t <= QT_ITERATOR:
+        _need(s, 1, "a primitive's code")
+        code = s.buf[s.pos]
+        s.pos += 1
+        if t == QT_UNARY_PRIMITIVE:
+            return None if code == 0 else UnaryPrimitive(code)
+        return BinaryPrimitive(code) if t == QT_BINARY_PRIMITIVE else Iterator(code)
+    if t == QT_PROJECTION or t == QT_COMPOSITION:
+        _need(s, 4, "a projection's count")
+        n = _rd_u32(s)
+        if n == 0 or n > <uint64_t>((s.end - s.pos) // 2):
+            _fail(f"{'projection' if t == QT_PROJECTION else 'composition'} of {n} items does not fit the {s.end - s.pos} bytes left", s.pos - 4, t)
+        items = [_decode_item(s, depth + 1) for _ in range(n)]
+        return Projection(*items) if t == QT_PROJECTION else Composition(*items)
+    func = _decode_item(s, depth + 1)
+    return Derived(_ITERATOR_KINDS[t - QT_EACH], func)
+
+
+cdef tuple _ITERATOR_KINDS = ("'", "/", "\\", "':", "/:", "\\:")
+
+
+def _make_decoder(max_depth, max_decompressed_size):
+    return Decoder(max_depth=max_depth, max_decompressed_size=max_decompressed_size)

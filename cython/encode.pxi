@@ -1,0 +1,742 @@
+# The encoder: Python values -> q IPC bytes.
+#
+# Dispatch is on the exact type, most frequent first (bool is its own type, so order among the
+# builtins only matters for speed). Subclasses of builtins are not treated as their base.
+
+cdef struct WState:
+    char* buf
+    Py_ssize_t len
+    Py_ssize_t cap
+    Py_ssize_t ext_total      # bytes held in referenced (not copied) segments
+    Py_ssize_t run_start      # where the current run of our own bytes started
+    PyObject* layout          # NULL, or a list: [(start, end) | memoryview]
+    void* ring[64]            # the last 64 containers on the path, to name a cycle
+
+
+cdef int _grow(WState* w, Py_ssize_t n) except -1:
+    cdef Py_ssize_t need = w.len + n
+    cdef Py_ssize_t cap = w.cap * 2
+    if cap < need:
+        cap = need + 256
+    cdef char* p = <char*>PyMem_Realloc(w.buf, cap)
+    if p == NULL:
+        raise MemoryError(f"cannot grow the message buffer to {cap} bytes")
+    w.buf = p
+    w.cap = cap
+    return 0
+
+
+cdef inline int _reserve(WState* w, Py_ssize_t n) except -1:
+    if w.len + n > w.cap:
+        return _grow(w, n)
+    return 0
+
+
+cdef inline void _put1(WState* w, uint8_t v) noexcept:
+    w.buf[w.len] = <char>v
+    w.len += 1
+
+
+cdef inline void _put4(WState* w, uint32_t v) noexcept:
+    memcpy(w.buf + w.len, &v, 4)
+    w.len += 4
+
+
+cdef inline void _put8(WState* w, uint64_t v) noexcept:
+    memcpy(w.buf + w.len, &v, 8)
+    w.len += 8
+
+
+cdef inline int _w_vector_head(WState* w, int code, int attr, Py_ssize_t n, int capability) except -1:
+    """type, attribute, count (4 bytes, or 8 with attribute bit 0x80 when n >= 2^32)."""
+    _reserve(w, 10)
+    _put1(w, <uint8_t>code)
+    if <uint64_t>n >= <uint64_t>0x100000000:
+        if capability < 6:
+            raise EncodeError(f"a vector of {n} items needs capability 6 (8-byte counts); this encoder has capability {capability}")
+        _put1(w, <uint8_t>(attr | ATTR_LONG_COUNT))
+        _put8(w, <uint64_t>n)
+    else:
+        _put1(w, <uint8_t>attr)
+        _put4(w, <uint32_t>n)
+    return 0
+
+
+cdef int _w_sym_text(WState* w, str s) except -1:
+    """A symbol's bytes and its NUL terminator (no type byte)."""
+    cdef Py_ssize_t n
+    cdef const char* p = NULL
+    cdef bytes enc
+    try:
+        p = PyUnicode_AsUTF8AndSize(s, &n)
+    except UnicodeEncodeError:
+        # Symbols decoded from invalid UTF-8 carry surrogate escapes; lone surrogates still raise.
+        enc = s.encode("utf-8", "surrogateescape")
+        p = PyBytes_AS_STRING(enc)
+        n = PyBytes_GET_SIZE(enc)
+    if memchr(p, 0, n) != NULL:
+        raise EncodeError(f"a str containing NUL cannot be a q symbol: {s[:40]!r}", str)
+    _reserve(w, n + 1)
+    memcpy(w.buf + w.len, p, n)
+    w.buf[w.len + n] = 0
+    w.len += n + 1
+    return 0
+
+
+cdef int _w_char_vector(WState* w, const char* p, Py_ssize_t n, int attr, int capability) except -1:
+    _w_vector_head(w, QT_CHAR, attr, n, capability)
+    _reserve(w, n)
+    memcpy(w.buf + w.len, p, n)
+    w.len += n
+    return 0
+
+
+cdef inline int64_t _ns_since_2000(object dt) except? -1:
+    cdef int64_t days = days_from_civil(datetime_year(dt), datetime_month(dt), datetime_day(dt)) - EPOCH_DAYS
+    cdef int64_t us = ((<int64_t>datetime_hour(dt) * 60 + datetime_minute(dt)) * 60 + datetime_second(dt)) * 1000000 + datetime_microsecond(dt)
+    cdef int64_t r
+    if qw_mul_overflow_i64(days, NS_PER_DAY, &r) or qw_add_overflow_i64(r, us * 1000, &r):
+        raise EncodeError(f"{dt!r} is outside q's timestamp range (1707..2292)", type(dt))
+    return r
+
+
+def _dtype_info(dt):
+    """(q type code, conversion) for a NumPy dtype, or None. Conversion: 0 raw copy, 1 timestamp
+    shift, 2 int32 with epoch shift (the shift is in the third element), 3 timedelta to int32."""
+    return _DTYPE_INFO.get(dt)
+
+
+cdef dict _DTYPE_INFO = {
+    np.dtype(np.bool_): (QT_BOOLEAN, 0, 0),
+    np.dtype(np.uint8): (QT_BYTE, 0, 0),
+    np.dtype(np.int16): (QT_SHORT, 0, 0),
+    np.dtype(np.int32): (QT_INT, 0, 0),
+    np.dtype(np.int64): (QT_LONG, 0, 0),
+    np.dtype(np.longlong): (QT_LONG, 0, 0),
+    np.dtype(np.float32): (QT_REAL, 0, 0),
+    np.dtype(np.float64): (QT_FLOAT, 0, 0),
+    np.dtype("S1"): (QT_CHAR, 0, 0),
+    np.dtype("M8[ns]"): (QT_TIMESTAMP, 1, 0),
+    np.dtype("M8[M]"): (QT_MONTH, 2, 360),
+    np.dtype("M8[D]"): (QT_DATE, 2, 10957),
+    np.dtype("m8[ns]"): (QT_TIMESPAN, 0, 0),
+    np.dtype("m8[m]"): (QT_MINUTE, 2, 0),
+    np.dtype("m8[s]"): (QT_SECOND, 2, 0),
+    np.dtype("m8[ms]"): (QT_TIME, 2, 0),
+}
+
+# dtypes converted on the way out (encode-only; docs/TYPES.md).
+cdef dict _DTYPE_CONVERT = {
+    "M8[us]": "M8[ns]", "M8[ms]": "M8[ns]", "M8[s]": "M8[ns]", "M8[m]": "M8[ns]", "M8[h]": "M8[ns]",
+    "m8[us]": "m8[ns]",
+}
+
+# Python types of the q storage for raw-unit Vector values (Vector(int64s, 'timestamp')).
+cdef dict _STORAGE_DTYPE = {
+    QT_BOOLEAN: np.dtype(np.bool_), QT_BYTE: np.dtype(np.uint8), QT_SHORT: np.dtype(np.int16),
+    QT_INT: np.dtype(np.int32), QT_LONG: np.dtype(np.int64), QT_REAL: np.dtype(np.float32),
+    QT_FLOAT: np.dtype(np.float64), QT_TIMESTAMP: np.dtype(np.int64), QT_MONTH: np.dtype(np.int32),
+    QT_DATE: np.dtype(np.int32), QT_DATETIME: np.dtype(np.float64), QT_TIMESPAN: np.dtype(np.int64),
+    QT_MINUTE: np.dtype(np.int32), QT_SECOND: np.dtype(np.int32), QT_TIME: np.dtype(np.int32),
+}
+
+
+cdef class Encoder:
+    """Writes Python values as q IPC messages; holds the options so hot loops pay for them once.
+
+    Encoder(msg_type="async", *, max_depth=256, zero_copy_threshold=65536, capability=6)
+    `encode(obj) -> Message`. Safe to share between threads: an encode call keeps its state on
+    the stack and in its own buffer.
+    """
+
+    cdef readonly int msg_type
+    cdef readonly int max_depth
+    cdef readonly Py_ssize_t zero_copy_threshold
+    cdef readonly int capability
+    cdef object _pandas_convert
+
+    def __init__(self, msg_type="async", *, max_depth=DEFAULT_MAX_DEPTH,
+                 zero_copy_threshold=DEFAULT_ZERO_COPY_THRESHOLD, capability=6):
+        try:
+            self.msg_type = MSG_TYPES[msg_type]
+        except (KeyError, TypeError):
+            raise ValueError(f"msg_type must be 'async', 'sync' or 'response' (or 0, 1, 2), not {msg_type!r}") from None
+        if not 1 <= max_depth <= 100000:
+            raise ValueError("max_depth must be between 1 and 100000")
+        if capability not in (3, 4, 5, 6):
+            raise ValueError("capability must be 3, 4, 5 or 6 (spec 1.4)")
+        self.max_depth = max_depth
+        self.zero_copy_threshold = max(<Py_ssize_t>zero_copy_threshold, 1)
+        self.capability = capability
+        self._pandas_convert = None
+
+    def __reduce__(self):
+        return (_make_encoder, (self.msg_type, self.max_depth, self.zero_copy_threshold, self.capability))
+
+    def encode(self, obj):
+        """Serialize `obj` into a Message (docs/TYPES.md lists what can be written)."""
+        return self._encode(obj, self.msg_type)
+
+    cdef Message _encode(self, object obj, int msg_type):
+        cdef WState w
+        w.cap = 256
+        w.buf = <char*>PyMem_Malloc(w.cap)
+        if w.buf == NULL:
+            raise MemoryError()
+        w.len = HEADER_SIZE
+        w.ext_total = 0
+        w.run_start = 0
+        w.layout = NULL
+        cdef object layout = None
+        try:
+            if type(obj) is QError:
+                self._enc_error(&w, obj)
+            else:
+                self._enc(&w, obj, 0)
+            if w.layout != NULL:
+                layout = <object>w.layout
+                if w.len > w.run_start:
+                    layout.append((w.run_start, w.len))
+            self._finish_header(&w, msg_type)
+        except BaseException:
+            PyMem_Free(w.buf)
+            raise
+        finally:
+            Py_XDECREF(w.layout)
+        return _message_take(w.buf, w.len, w.len + w.ext_total, layout)
+
+    cdef int _finish_header(self, WState* w, int msg_type) except -1:
+        cdef uint64_t total = <uint64_t>(w.len + w.ext_total)
+        if total > 0x7FFFFFFF and self.capability < 5:
+            raise EncodeError(f"the message is {total} bytes; capability {self.capability} (kdb+ 3.x) allows at most 2147483647")
+        if total >= (<uint64_t>1 << 40):
+            raise EncodeError(f"the message is {total} bytes; q IPC allows less than 1 TiB")
+        w.buf[0] = 1                     # little-endian
+        w.buf[1] = <char>msg_type
+        w.buf[2] = 0                     # not compressed
+        w.buf[3] = <char>(total >> 32)   # bits 32..39 of the length (capability 6)
+        cdef uint32_t low = <uint32_t>(total & 0xFFFFFFFF)
+        memcpy(w.buf + 4, &low, 4)
+        return 0
+
+    cdef int _enc_error(self, WState* w, object err) except -1:
+        cdef bytes text = err.text.encode("utf-8", "surrogateescape")
+        if b"\0" in text:
+            raise EncodeError("a q error text cannot contain NUL")
+        _reserve(w, 1)
+        _put1(w, 0x80)
+        _reserve(w, len(text) + 1)
+        memcpy(w.buf + w.len, PyBytes_AS_STRING(text), len(text))
+        w.len += len(text)
+        _put1(w, 0)
+        return 0
+
+    # ---- dispatch --------------------------------------------------------------------------
+
+    cdef int _enc(self, WState* w, object obj, int depth) except -1:
+        cdef type t = type(obj)
+        cdef long long v
+        cdef int overflow
+        cdef double d
+        if t is str:
+            _reserve(w, 1)
+            _put1(w, <uint8_t>(-QT_SYMBOL))
+            return _w_sym_text(w, <str>obj)
+        if t is int:
+            v = PyLong_AsLongLongAndOverflow(obj, &overflow)
+            if overflow:
+                raise EncodeError(f"int {obj} is outside q's long range (int64)", int)
+            _reserve(w, 9)
+            _put1(w, <uint8_t>(-QT_LONG))
+            _put8(w, <uint64_t>v)
+            return 0
+        if t is float:
+            return self._enc_float(w, PyFloat_AS_DOUBLE(obj))
+        if t is bool:
+            _reserve(w, 2)
+            _put1(w, <uint8_t>(-QT_BOOLEAN))
+            _put1(w, 1 if obj is True else 0)
+            return 0
+        if t is dict:
+            return self._enc_dict(w, <dict>obj, depth)
+        if t is list:
+            return self._enc_list(w, <list>obj, 0, depth)
+        if obj is None:
+            _reserve(w, 2)
+            _put1(w, QT_UNARY_PRIMITIVE)
+            _put1(w, 0)
+            return 0
+        if t is np.ndarray:
+            return self._enc_array(w, <cnp.ndarray>obj, 0)
+        if t is bytes:
+            return _w_char_vector(w, PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj), 0, self.capability)
+        return self._enc_other(w, obj, t, depth)
+
+    cdef int _enc_float(self, WState* w, double d) except -1:
+        return _w_float_atom(w, -QT_FLOAT, d)
+
+    cdef int _enter(self, WState* w, object container, int depth) except -1:
+        """Depth check for a container; names a cycle when the limit is hit by one."""
+        if depth >= self.max_depth:
+            for i in range(64):
+                if w.ring[i] == <void*>container:
+                    raise EncodeError(
+                        f"circular reference at depth {depth}: a {type(container).__name__} contains itself "
+                        "(q values are trees; pass refs=True to keep shared and circular references)",
+                        type(container))
+            raise EncodeError(f"nesting deeper than max_depth={self.max_depth}", type(container))
+        w.ring[depth & 63] = <void*>container
+        if depth < 64:
+            w.ring[(depth + 1) & 63] = NULL
+        return 0
+
+    cdef int _enc_list(self, WState* w, list items, int attr, int depth) except -1:
+        self._enter(w, items, depth)
+        cdef Py_ssize_t n = len(items)
+        _w_vector_head(w, QT_LIST, attr, n, self.capability)
+        cdef Py_ssize_t i
+        for i in range(n):
+            if i >= len(items):
+                raise EncodeError("list changed size during encoding")
+            self._enc(w, items[i], depth + 1)
+        if n != len(items):
+            raise EncodeError("list changed size during encoding")
+        return 0
+
+    cdef int _enc_dict(self, WState* w, dict d, int depth) except -1:
+        self._enter(w, d, depth)
+        cdef Py_ssize_t n = len(d)
+        cdef Py_ssize_t pos = 0
+        cdef PyObject* k
+        cdef PyObject* v
+        cdef bint all_str = True
+        while PyDict_Next(d, &pos, &k, &v):
+            if type(<object>k) is not str:
+                all_str = False
+                break
+        _reserve(w, 1)
+        _put1(w, QT_DICT)
+        pos = 0
+        if all_str:
+            _w_vector_head(w, QT_SYMBOL, 0, n, self.capability)
+            while PyDict_Next(d, &pos, &k, NULL):
+                _w_sym_text(w, <str>k)
+        else:
+            _w_vector_head(w, QT_LIST, 0, n, self.capability)
+            while PyDict_Next(d, &pos, &k, NULL):
+                self._enc(w, <object>k, depth + 1)
+        _w_vector_head(w, QT_LIST, 0, n, self.capability)
+        pos = 0
+        cdef Py_ssize_t seen = 0
+        while PyDict_Next(d, &pos, NULL, &v):
+            self._enc(w, <object>v, depth + 1)
+            seen += 1
+        if seen != n or len(d) != n:
+            raise EncodeError("dict changed size during encoding")
+        return 0
+
+    # ---- arrays ------------------------------------------------------------------------------
+
+    cdef int _enc_array(self, WState* w, cnp.ndarray arr, int attr) except -1:
+        if cnp.PyArray_NDIM(arr) != 1:
+            raise EncodeError(f"only 1-D arrays are q vectors; got a {cnp.PyArray_NDIM(arr)}-D array "
+                              "(N-d arrays travel in a qwire extension record)", np.ndarray)
+        dt = arr.dtype
+        info = _DTYPE_INFO.get(dt)
+        if info is None:
+            return self._enc_array_other(w, arr, attr)
+        cdef int code = info[0]
+        cdef int conv = info[1]
+        cdef int64_t shift = info[2]
+        if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+            arr = np.ascontiguousarray(arr)
+        cdef Py_ssize_t n = cnp.PyArray_DIMS(arr)[0]
+        _w_vector_head(w, code, attr, n, self.capability)
+        if conv == 0:
+            return self._w_payload(w, arr, n * ELEMENT_WIDTH[code])
+        if conv == 1:
+            return _w_timestamps(w, <const int64_t*>cnp.PyArray_DATA(arr), n)
+        return _w_int32_temporals(w, <const int64_t*>cnp.PyArray_DATA(arr), n, shift, code)
+
+    cdef int _w_payload(self, WState* w, cnp.ndarray arr, Py_ssize_t nbytes) except -1:
+        """Fixed-width elements: referenced (not copied) when large, else copied."""
+        if nbytes >= self.zero_copy_threshold:
+            return self._add_segment(w, arr.view(np.uint8), nbytes)
+        _reserve(w, nbytes)
+        memcpy(w.buf + w.len, cnp.PyArray_DATA(arr), nbytes)
+        w.len += nbytes
+        return 0
+
+    cdef int _add_segment(self, WState* w, object source, Py_ssize_t nbytes) except -1:
+        mv = PyMemoryView_FromObject(source)
+        if w.layout == NULL:
+            layout = []
+            Py_INCREF(layout)
+            w.layout = <PyObject*>layout
+        (<list>w.layout).append((w.run_start, w.len))
+        (<list>w.layout).append(mv)
+        w.run_start = w.len
+        w.ext_total += nbytes
+        return 0
+
+    cdef int _enc_array_other(self, WState* w, cnp.ndarray arr, int attr) except -1:
+        cdef str kind = arr.dtype.kind
+        dt = arr.dtype
+        if kind == "O":
+            return self._enc_object_array(w, arr, attr)
+        if kind == "U":
+            return self._enc_symbols(w, arr.tolist(), attr)
+        if dt.byteorder == ">" and dt.newbyteorder("=") in _DTYPE_INFO:
+            return self._enc_array(w, arr.astype(dt.newbyteorder("=")), attr)
+        target = _DTYPE_CONVERT.get(dt.str[1:])
+        if target is not None:
+            return self._enc_array(w, arr.astype(target), attr)
+        raise EncodeError(f"NumPy dtype {dt} has no q vector type (docs/TYPES.md lists the q-compatible dtypes; "
+                          "others travel in a qwire extension record)", np.ndarray)
+
+    cdef int _enc_object_array(self, WState* w, cnp.ndarray arr, int attr) except -1:
+        items = arr.tolist()
+        if all(type(x) is str for x in items):
+            return self._enc_symbols(w, items, attr)
+        if all(type(x) is UUID for x in items):
+            return self._enc_guids(w, items, attr)
+        bad = next(x for x in items if type(x) is not str)
+        raise EncodeError(f"an object array is a q vector only when it holds only str (symbols) or only uuid.UUID "
+                          f"(guids); found {type(bad).__name__} (use a list for a general list)", type(bad))
+
+    cdef int _enc_symbols(self, WState* w, list items, int attr) except -1:
+        cdef Py_ssize_t n = len(items)
+        _w_vector_head(w, QT_SYMBOL, attr, n, self.capability)
+        for s in items:
+            if type(s) is not str:
+                raise EncodeError(f"a symbol vector holds str, not {type(s).__name__}", type(s))
+            _w_sym_text(w, <str>s)
+        return 0
+
+    cdef int _enc_guids(self, WState* w, list items, int attr) except -1:
+        cdef Py_ssize_t n = len(items)
+        _w_vector_head(w, QT_GUID, attr, n, self.capability)
+        _reserve(w, 16 * n)
+        for u in items:
+            if type(u) is not UUID:
+                raise EncodeError(f"a guid vector holds uuid.UUID, not {type(u).__name__}", type(u))
+            memcpy(w.buf + w.len, PyBytes_AS_STRING(u.bytes), 16)
+            w.len += 16
+        return 0
+
+    # ---- everything that is not a builtin container or scalar ---------------------------------
+
+    cdef int _enc_other(self, WState* w, object obj, type t, int depth) except -1:
+        if isinstance(obj, np.generic):
+            return self._enc_numpy_scalar(w, obj, t)
+        if t is UUID:
+            _reserve(w, 17)
+            _put1(w, <uint8_t>(-QT_GUID))
+            memcpy(w.buf + w.len, PyBytes_AS_STRING(obj.bytes), 16)
+            w.len += 16
+            return 0
+        if t is datetime_type:
+            if obj.tzinfo is not None:
+                raise EncodeError("a timezone-aware datetime has no q type (q timestamps are naive; "
+                                  "convert to UTC and drop tzinfo, or use the extension record)", t)
+            _reserve(w, 9)
+            _put1(w, <uint8_t>(-QT_TIMESTAMP))
+            _put8(w, <uint64_t>_ns_since_2000(obj))
+            return 0
+        if t is date_type:
+            return _w_atom32(w, -QT_DATE, days_from_civil(date_year(obj), date_month(obj), date_day(obj)) - EPOCH_DAYS, t)
+        if t is timedelta_type:
+            return _w_timedelta(w, obj)
+        if t is time_type:
+            return _w_time(w, obj)
+        if t is Vector:
+            return self._enc_vector(w, obj, depth)
+        if t is Table:
+            return self._enc_table(w, obj, depth)
+        if t is Dict:
+            self._enter(w, obj, depth)
+            _reserve(w, 1)
+            _put1(w, QT_SORTED_DICT if obj.sorted else QT_DICT)
+            self._enc(w, obj.keys, depth + 1)
+            return self._enc(w, obj.values, depth + 1)
+        if t is KeyedTable:
+            _reserve(w, 1)
+            _put1(w, QT_SORTED_DICT if obj.sorted else QT_DICT)
+            self._enc_table(w, obj.keys, depth + 1)
+            return self._enc_table(w, obj.values, depth + 1)
+        if t is DateTime:
+            return _w_float_atom(w, -QT_DATETIME, obj.days)
+        if isinstance(obj, Function):
+            return self._enc_function(w, obj, t, depth)
+        if t is QError:
+            raise EncodeError("a q error can only be a whole message (dumps(QError(...))), not part of one", t)
+        converted = _convert_foreign(obj)
+        if converted is not None:
+            return self._enc(w, converted, depth)
+        raise EncodeError(f"Unable to serialize {_qualname(t)} objects (docs/TYPES.md lists what qwire writes)", t)
+
+    cdef int _enc_numpy_scalar(self, WState* w, object obj, type t) except -1:
+        if t is np.bytes_:
+            if PyBytes_GET_SIZE(obj) == 1:
+                _reserve(w, 2)
+                _put1(w, <uint8_t>(-QT_CHAR))
+                _put1(w, <uint8_t>PyBytes_AS_STRING(obj)[0])
+                return 0
+            return _w_char_vector(w, PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj), 0, self.capability)
+        dt = obj.dtype
+        info = _DTYPE_INFO.get(dt)
+        if info is None:
+            target = _DTYPE_CONVERT.get(dt.str[1:])
+            if target is not None:
+                return self._enc_numpy_scalar(w, obj.astype(target), t)
+            if dt.kind == "U":
+                _reserve(w, 1)
+                _put1(w, <uint8_t>(-QT_SYMBOL))
+                return _w_sym_text(w, str(obj))
+            raise EncodeError(f"NumPy {dt} scalars have no q type (docs/TYPES.md)", t)
+        cdef int code = info[0]
+        cdef int conv = info[1]
+        cdef int64_t raw
+        cdef float f
+        cdef uint32_t bits32
+        if code == QT_FLOAT:
+            return self._enc_float(w, <double>obj)
+        if code == QT_REAL:
+            f = <float>obj
+            if f != f:
+                bits32 = Q_NULL_REAL_BITS
+            else:
+                memcpy(&bits32, &f, 4)
+            _reserve(w, 5)
+            _put1(w, <uint8_t>(-QT_REAL))
+            _put4(w, bits32)
+            return 0
+        cdef Py_ssize_t width = ELEMENT_WIDTH[code]
+        cdef char tmp[8]
+        _reserve(w, 1 + 8)
+        _put1(w, <uint8_t>(-code))
+        if conv == 0:
+            cnp.PyArray_ScalarAsCtype(obj, tmp)
+            memcpy(w.buf + w.len, tmp, width)
+            w.len += width
+            return 0
+        raw = <int64_t>obj.view("i8")
+        if conv == 1:
+            return _w_timestamps(w, &raw, 1)
+        return _w_int32_temporals(w, &raw, 1, info[2], code)
+
+    cdef int _enc_vector(self, WState* w, object vec, int depth) except -1:
+        cdef int code = vec.type_code
+        cdef int attr = ATTRIBUTE_CODES[vec.attr]
+        values = vec.values
+        if code == QT_LIST:
+            if type(values) is not list:
+                values = list(values)
+            return self._enc_list(w, values, attr, depth)
+        if code == QT_CHAR:
+            if isinstance(values, np.ndarray):
+                values = values.tobytes()
+            b = bytes(values)
+            return _w_char_vector(w, PyBytes_AS_STRING(b), len(b), attr, self.capability)
+        if code == QT_SYMBOL:
+            return self._enc_symbols(w, values.tolist() if isinstance(values, np.ndarray) else list(values), attr)
+        if code == QT_GUID:
+            return self._enc_guids(w, values.tolist() if isinstance(values, np.ndarray) else list(values), attr)
+        arr = np.asarray(values) if isinstance(values, np.ndarray) else np.asarray(values, dtype=_STORAGE_DTYPE[code] if code != QT_TIMESTAMP else None)
+        if arr.ndim != 1:
+            raise EncodeError(f"Vector values must be 1-D, got {arr.ndim}-D")
+        info = _DTYPE_INFO.get(arr.dtype)
+        if info is not None and info[0] == code:
+            return self._enc_array(w, arr, attr)
+        storage = _STORAGE_DTYPE[code]
+        if arr.dtype.kind in "mM":
+            natural = _DTYPE_INFO.get(np.dtype(_DTYPE_CONVERT.get(arr.dtype.str[1:], arr.dtype.str[1:])))
+            if natural is None or natural[0] != code:
+                raise EncodeError(f"cannot write a {arr.dtype} array as a q {vec.qtype} vector")
+            return self._enc_array(w, arr, attr)
+        # Raw q units: the values are the q storage type (Vector(int64s, 'timestamp') is q's own count).
+        if arr.dtype != storage:
+            if arr.dtype.kind not in "biuf" or (storage.kind in "iu" and arr.dtype.kind == "f"):
+                raise EncodeError(f"cannot write {arr.dtype} values as a q {vec.qtype} vector")
+            arr = arr.astype(storage)
+        arr = np.ascontiguousarray(arr)
+        cdef Py_ssize_t n = arr.shape[0]
+        _w_vector_head(w, code, attr, n, self.capability)
+        return self._w_payload(w, arr, n * ELEMENT_WIDTH[code])
+
+    cdef int _enc_table(self, WState* w, object table, int depth) except -1:
+        if type(table) is not Table:
+            raise EncodeError(f"a keyed table's keys and values must be qwire.Table, not {type(table).__name__}")
+        self._enter(w, table, depth)
+        cols = table._columns
+        cdef Py_ssize_t ncols = len(cols)
+        _reserve(w, 3)
+        _put1(w, QT_TABLE)
+        _put1(w, <uint8_t>ATTRIBUTE_CODES[table.attr])
+        _put1(w, QT_DICT)
+        _w_vector_head(w, QT_SYMBOL, 0, ncols, self.capability)
+        for name in cols:
+            _w_sym_text(w, name)
+        _w_vector_head(w, QT_LIST, 0, ncols, self.capability)
+        cdef Py_ssize_t rows = -1
+        for name, col in cols.items():
+            t = type(col)
+            if t is np.ndarray:
+                self._enc_array(w, col, 0)
+            elif t is bytes:
+                _w_char_vector(w, PyBytes_AS_STRING(col), PyBytes_GET_SIZE(col), 0, self.capability)
+            elif t is list:
+                self._enc_list(w, col, 0, depth + 1)
+            elif t is Vector:
+                self._enc_vector(w, col, depth + 1)
+            else:
+                raise EncodeError(f"table column {name!r} must be a vector (NumPy array, bytes, list or qwire.Vector), "
+                                  f"not {type(col).__name__}", type(col))
+            if rows >= 0 and len(col) != rows:
+                raise EncodeError(f"table column {name!r} has {len(col)} rows, the first column {rows}")
+            rows = len(col)
+        return 0
+
+    cdef int _enc_function(self, WState* w, object f, type t, int depth) except -1:
+        if t is Lambda:
+            _reserve(w, 1)
+            _put1(w, QT_LAMBDA)
+            _w_sym_text(w, f.context)
+            src = f.source.encode("utf-8", "surrogateescape")
+            return _w_char_vector(w, PyBytes_AS_STRING(src), len(src), 0, self.capability)
+        if t is UnaryPrimitive or t is BinaryPrimitive or t is Iterator:
+            _reserve(w, 2)
+            _put1(w, QT_UNARY_PRIMITIVE if t is UnaryPrimitive else (QT_BINARY_PRIMITIVE if t is BinaryPrimitive else QT_ITERATOR))
+            _put1(w, <uint8_t>f.code)
+            return 0
+        if t is Projection or t is Composition:
+            self._enter(w, f, depth)
+            items = f.items
+            _reserve(w, 5)
+            _put1(w, QT_PROJECTION if t is Projection else QT_COMPOSITION)
+            _put4(w, <uint32_t>len(items))
+            for item in items:
+                self._enc(w, item, depth + 1)
+            return 0
+        if t is Derived:
+            self._enter(w, f, depth)
+            _reserve(w, 1)
+            _put1(w, <uint8_t>f.type_code)
+            return self._enc(w, f.func, depth + 1)
+        raise EncodeError(f"Unable to serialize {_qualname(t)} objects", t)
+
+
+cdef inline int _w_float_atom(WState* w, int type_byte, double d) except -1:
+    """A float64 atom; every NaN is written as q's null pattern."""
+    cdef uint64_t bits
+    if d != d:
+        bits = Q_NULL_FLOAT_BITS
+    else:
+        memcpy(&bits, &d, 8)
+    _reserve(w, 9)
+    _put1(w, <uint8_t>type_byte)
+    _put8(w, bits)
+    return 0
+
+
+cdef int _w_atom32(WState* w, int type_byte, int64_t v, object t) except -1:
+    if v <= NULL_INT or v >= INF_INT or v <= -INF_INT:
+        raise EncodeError(f"value outside the range of q's 32-bit type {-type_byte}", t)
+    _reserve(w, 5)
+    _put1(w, <uint8_t>type_byte)
+    _put4(w, <uint32_t><int32_t>v)
+    return 0
+
+
+cdef int _w_timedelta(WState* w, object td) except -1:
+    cdef int64_t us = (<int64_t>timedelta_days(td) * 86400 + timedelta_seconds(td)) * 1000000 + timedelta_microseconds(td)
+    cdef int64_t ns
+    if qw_mul_overflow_i64(us, 1000, &ns) or ns == NULL_LONG or ns == INF_LONG or ns == -INF_LONG:
+        raise EncodeError(f"{td!r} is outside q's timespan range (about ±292 years)", timedelta_type)
+    _reserve(w, 9)
+    _put1(w, <uint8_t>(-QT_TIMESPAN))
+    _put8(w, <uint64_t>ns)
+    return 0
+
+
+cdef int _w_time(WState* w, object t) except -1:
+    if t.tzinfo is not None:
+        raise EncodeError("a timezone-aware time has no q type", time_type)
+    cdef int us = time_microsecond(t)
+    if us % 1000:
+        raise EncodeError(f"{t!r} has microseconds; q's time type holds milliseconds "
+                          "(round it, or use the extension record)", time_type)
+    cdef int64_t ms = ((<int64_t>time_hour(t) * 60 + time_minute(t)) * 60 + time_second(t)) * 1000 + us // 1000
+    return _w_atom32(w, -QT_TIME, ms, time_type)
+
+
+cdef int _w_timestamps(WState* w, const int64_t* src, Py_ssize_t n) except -1:
+    """datetime64[ns] (since 1970) -> q timestamps (since 2000); NaT and the int64 extremes
+    (q's null and ±inf) pass through unshifted."""
+    _reserve(w, 8 * n)
+    cdef int64_t* dst = <int64_t*>(w.buf + w.len)
+    cdef Py_ssize_t i
+    cdef int64_t v
+    cdef Py_ssize_t bad = -1
+    with nogil:
+        for i in range(n):
+            v = src[i]
+            if v == NULL_LONG or v == INF_LONG or v == -INF_LONG:
+                dst[i] = v
+            elif v < NULL_LONG + 2 + EPOCH_NS:
+                bad = i
+                break
+            else:
+                dst[i] = v - EPOCH_NS
+    if bad >= 0:
+        raise EncodeError(f"datetime64 value {np.datetime64(src[bad], 'ns')} is before q's earliest timestamp (1707)", np.datetime64)
+    w.len += 8 * n
+    return 0
+
+
+cdef int _w_int32_temporals(WState* w, const int64_t* src, Py_ssize_t n, int64_t shift, int code) except -1:
+    """int64-based NumPy temporals -> q's int32 temporals (month, date, minute, second, time):
+    NaT -> null, the int64 extremes -> ±inf, everything else shifted and range-checked."""
+    _reserve(w, 4 * n)
+    cdef int32_t* dst = <int32_t*>(w.buf + w.len)
+    cdef Py_ssize_t i
+    cdef int64_t v
+    cdef Py_ssize_t bad = -1
+    with nogil:
+        for i in range(n):
+            v = src[i]
+            if v == NULL_LONG:
+                dst[i] = NULL_INT
+            elif v == INF_LONG:
+                dst[i] = INF_INT
+            elif v == -INF_LONG:
+                dst[i] = -INF_INT
+            else:
+                v = v - shift
+                if v <= NULL_INT or v >= INF_INT or v <= -INF_INT:
+                    bad = i
+                    break
+                dst[i] = <int32_t>v
+    if bad >= 0:
+        raise EncodeError(f"value {src[bad]} is outside the range of q's 32-bit type {code}")
+    w.len += 4 * n
+    return 0
+
+
+cdef str _qualname(type t):
+    mod = getattr(t, "__module__", None)
+    name = getattr(t, "__qualname__", t.__name__)
+    return name if mod in (None, "builtins") else f"{mod}.{name}"
+
+
+cdef object _convert_foreign(object obj):
+    """Optional integrations (pandas): a value qwire writes instead of obj, or None."""
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(obj, (pd.DataFrame, pd.Timestamp, pd.Timedelta)) :
+        from qwire._pandas import convert_pandas
+        return convert_pandas(obj)
+    return None
+
+
+def _make_encoder(msg_type, max_depth, zero_copy_threshold, capability):
+    return Encoder(msg_type, max_depth=max_depth, zero_copy_threshold=zero_copy_threshold, capability=capability)
