@@ -223,27 +223,59 @@ cdef enum StreamError:
     LEFTOVER            # bytes after the last item
 
 
-cdef inline void _copy_ref(uint8_t *dst, Py_ssize_t r, Py_ssize_t s, Py_ssize_t length,
-                           Py_ssize_t n) noexcept nogil:
-    """dst[s + i] = dst[r + i] for i in 0..length-1 in increasing i (r < s; may overlap).
+cdef inline void _copy_ref(uint8_t *dst, Py_ssize_t r, Py_ssize_t s, Py_ssize_t length) noexcept nogil:
+    """dst[s + i] = dst[r + i] for i in 0..length-1 in increasing i (r < s; may overlap), exactly.
 
-    Callers guarantee r < s and s + length <= n. When the source and destination overlap, the
-    result is periodic with period s - r, so it is built by copying ever longer non-overlapping
-    prefixes from r: after `done` bytes (a multiple of the period) the bytes r .. s+done-1 are
-    all written and may be copied as one block.
+    When source and destination overlap, the result is periodic with period s - r, so it is
+    built by copying ever longer non-overlapping prefixes from r: after `done` bytes (a multiple
+    of the period) the bytes r .. s+done-1 are all written and may be copied as one block.
     """
     cdef Py_ssize_t dist = s - r, done = 0, chunk
-    if dist >= 16 and length <= 16 and n - s >= 16:
-        # Short, far reference: one fixed-size copy. Bytes past s + length are scratch that the
-        # following items overwrite before anything reads them.
-        memcpy(dst + s, dst + r, 16)
-        return
     while done < length:
         chunk = dist + done
         if chunk > length - done:
             chunk = length - done
         memcpy(dst + s + done, dst + r, chunk)
         done += chunk
+
+
+cdef inline void _copy_ref_roomy(uint8_t *dst, Py_ssize_t r, Py_ssize_t s,
+                                 Py_ssize_t length) noexcept nogil:
+    """_copy_ref for when dst has 16 spare bytes past s + length: fixed-size block copies.
+
+    The bytes written past s + length are scratch: the items that follow overwrite them before
+    anything reads them. A block read at x - step (step >= block size) only reads bytes already
+    final, so overlapping references come out as the spec's byte-by-byte forward copy.
+    """
+    cdef Py_ssize_t dist = s - r, i, step, head
+    if dist >= 16:
+        i = 0
+        while True:
+            memcpy(dst + s + i, dst + r + i, 16)
+            i += 16
+            if i >= length:
+                return
+    if dist >= 8:
+        i = 0
+        while True:
+            memcpy(dst + s + i, dst + r + i, 8)
+            i += 8
+            if i >= length:
+                return
+    # Period 2..7: copy forward from a multiple of the period that is >= 8, once the first
+    # (step - dist) bytes are in place so that every block starts at or after r.
+    step = dist
+    while step < 8:
+        step += dist
+    head = step - dist
+    if head > length:
+        head = length
+    for i in range(head):
+        dst[s + i] = dst[r + i]
+    i = head
+    while i < length:
+        memcpy(dst + s + i, dst + s + i - step, 8)
+        i += 8
 
 
 cdef inline StreamError _fail(Py_ssize_t *at, Py_ssize_t d, Py_ssize_t s,
@@ -263,8 +295,12 @@ cdef StreamError _lz_decompress(const uint8_t *src, Py_ssize_t srclen, Py_ssize_
     after a reference and s - 1 after a literal (that literal's pair is incomplete), so each
     item hashes at most two positions. Every table entry is therefore <= s - 2 when it is read,
     so a reference's source is always bytes already written, also when it overlaps its output.
+
+    Most groups are "roomy": their 16 stream bytes are all there and 8 maximal references plus
+    16 bytes of scratch fit before n. Those skip every bounds check but the empty-slot one;
+    the other groups (near either end) go through the checked loop.
     """
-    cdef Py_ssize_t table[256]
+    cdef Py_ssize_t table[257]                 # slot 256: dummy for branch-free inserts
     cdef Py_ssize_t s = HEADER, p = HEADER, r, length
     cdef unsigned int flags, k
     memset(table, 0, sizeof(table))
@@ -273,16 +309,37 @@ cdef StreamError _lz_decompress(const uint8_t *src, Py_ssize_t srclen, Py_ssize_
             return _fail(at, d, s, NO_FLAG)
         flags = src[d]
         d += 1
-        if flags == 0 and n - s >= 8 and srclen - d >= 8:
-            # Eight literals.
-            memcpy(dst + s, src + d, 8)
-            if p < s:
-                table[dst[p] ^ dst[s]] = p
-            for k in range(7):
-                table[dst[s + k] ^ dst[s + k + 1]] = s + k
-            p = s + 7
-            s += 8
-            d += 8
+        if n - s >= 8 * MAX_REF + 16 and srclen - d >= 16:
+            if flags == 0:                      # eight literals
+                memcpy(dst + s, src + d, 8)
+                if p < s:
+                    table[dst[p] ^ dst[s]] = p
+                for k in range(7):
+                    table[dst[s + k] ^ dst[s + k + 1]] = s + k
+                p = s + 7
+                s += 8
+                d += 8
+                continue
+            for k in range(8):
+                # p is s - 1 or s; the pending pair (p, s) goes to slot 256, a dummy, when p == s.
+                if flags & 1:
+                    r = table[src[d]]
+                    if r == 0:
+                        return _fail(at, d, s, EMPTY_SLOT)
+                    length = 2 + src[d + 1]
+                    d += 2
+                    _copy_ref_roomy(dst, r, s, length)
+                    table[(dst[p] ^ dst[s]) + ((p == s) << 8)] = p
+                    table[dst[s] ^ dst[s + 1]] = s
+                    s += length
+                    p = s
+                else:
+                    dst[s] = src[d]
+                    d += 1
+                    table[(dst[p] ^ dst[s]) + ((p == s) << 8)] = p
+                    p = s
+                    s += 1
+                flags >>= 1
             continue
         k = 0
         while k < 8 and s < n:
@@ -296,7 +353,7 @@ cdef StreamError _lz_decompress(const uint8_t *src, Py_ssize_t srclen, Py_ssize_
                 if length > n - s:
                     return _fail(at, d, s, OVERRUN)
                 d += 2
-                _copy_ref(dst, r, s, length, n)
+                _copy_ref(dst, r, s, length)
                 if p < s:
                     table[dst[p] ^ dst[s]] = p
                 table[dst[s] ^ dst[s + 1]] = s

@@ -8,6 +8,7 @@ The module is one compiled unit; this file is its table of contents:
   encode.pxi     Encoder: Python values -> q bytes
   symtab.pxi     per-call symbol intern table used by the decoder
   decode.pxi     Decoder: q bytes -> Python values
+  api.pxi        dumps and loads
 """
 import sys
 import uuid
@@ -25,7 +26,7 @@ from cpython.datetime cimport (
 )
 from cpython.dict cimport PyDict_Next
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_FromDouble
-from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE, PyList_New, PyList_SET_ITEM
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_FromLongLong
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.memoryview cimport PyMemoryView_FromObject, PyMemoryView_GET_BUFFER
@@ -41,6 +42,9 @@ from qwire.values import (
     BinaryPrimitive, Composition, DateTime, Derived, Dict, Function, Iterator, KeyedTable, Lambda,
     Projection, Table, UnaryPrimitive, Vector,
 )
+
+cdef extern from "Python.h":
+    dict _PyDict_NewPresized(Py_ssize_t minused)
 
 cdef extern from "numpy/arrayobject.h":
     object PyArray_NewFromDescr(PyTypeObject* subtype, PyObject* descr, int nd, cnp.npy_intp* dims,
@@ -82,3 +86,4 @@ include "message.pxi"
 include "encode.pxi"
 include "symtab.pxi"
 include "decode.pxi"
+include "api.pxi"

@@ -14,6 +14,10 @@ cdef struct DState:
     int last_attr
     SymTab syms
     bint intern
+    const unsigned char* rec_keys    # the symbol bytes of the last record dict's keys ...
+    Py_ssize_t rec_keys_len
+    PyObject* rec_key_list           # ... and their decoded list (a strong reference)
+    bint rec_keys_unique
 
 
 cdef int _fail(str what, Py_ssize_t offset, int type_code=0) except -1:
@@ -133,6 +137,9 @@ cdef class Decoder:
     def decode(self, data):
         """Deserialize one message. Raises DecodeError on malformed input and QError when the
         message is a q error."""
+        return self._decode(data)
+
+    cdef object _decode(self, object data):
         cdef Py_buffer* view
         cdef object base
         cdef const unsigned char* p
@@ -182,6 +189,9 @@ cdef class Decoder:
         s.syms.cap = 0
         s.syms.used = 0
         s.intern = n >= 512
+        s.rec_keys = NULL
+        s.rec_keys_len = 0
+        s.rec_key_list = NULL
         try:
             _need(&s, 1, "the type byte")
             if <int8_t>p[HEADER_SIZE] == QT_ERROR:
@@ -192,6 +202,7 @@ cdef class Decoder:
             return result
         finally:
             symtab_free(&s.syms)
+            Py_XDECREF(s.rec_key_list)
 
     cdef object _decode_compressed(self, object data):
         from qwire import compression
@@ -425,10 +436,46 @@ cdef list _decode_list(DState* s, Py_ssize_t n, int depth):
         _fail(f"general list claims {n} items but only {s.end - s.pos} bytes follow", s.pos - 4, 0)
     cdef list out = PyList_New(n)
     cdef Py_ssize_t i
+    cdef int t
+    cdef uint64_t u64
+    cdef double d
     for i in range(n):
+        # Fast paths for long and float atoms (lists of Python ints and floats); everything
+        # else, and any short read, goes through _decode_item and its checks.
+        if s.end - s.pos >= 9:
+            t = <int8_t>s.buf[s.pos]
+            if t == -QT_LONG or t == -QT_FLOAT:
+                memcpy(&u64, s.buf + s.pos + 1, 8)
+                s.pos += 9
+                if s.swap:
+                    u64 = qw_bswap64(u64)
+                if t == -QT_LONG:
+                    item = PyLong_FromLongLong(<int64_t>u64)
+                else:
+                    memcpy(&d, &u64, 8)
+                    item = PyFloat_FromDouble(d)
+                Py_INCREF(item)
+                PyList_SET_ITEM(out, i, item)
+                continue
         item = _decode_item(s, depth + 1)
         Py_INCREF(item)
         PyList_SET_ITEM(out, i, item)
+    s.last_code = QT_LIST
+    return out
+
+
+cdef list _decode_symbol_list(DState* s, Py_ssize_t n):
+    cdef list out = PyList_New(n)
+    cdef Py_ssize_t i, z
+    cdef const char* p
+    cdef str sym
+    for i in range(n):
+        z = _sym_end(s, "a symbol in a symbol vector")
+        p = <const char*>s.buf + s.pos
+        sym = symtab_get(&s.syms, p, z - s.pos) if s.intern else _sym_new(p, z - s.pos)
+        s.pos = z + 1
+        Py_INCREF(sym)
+        PyList_SET_ITEM(out, i, sym)
     return out
 
 
@@ -556,9 +603,13 @@ cdef Py_ssize_t _length(object v):
 
 
 cdef object _decode_dict(DState* s, int t, Py_ssize_t start, int depth):
+    if t == QT_DICT and s.end - s.pos >= 6 and s.buf[s.pos] == QT_SYMBOL and s.buf[s.pos + 1] == 0:
+        return _decode_record(s, start, depth)
     keys = _decode_item(s, depth + 1)
-    cdef int key_code = s.last_code
-    cdef int key_attr = s.last_attr
+    return _finish_dict(s, t, start, depth, keys, s.last_code, s.last_attr)
+
+
+cdef object _finish_dict(DState* s, int t, Py_ssize_t start, int depth, object keys, int key_code, int key_attr):
     values = _decode_item(s, depth + 1)
     cdef int value_code = s.last_code
     cdef int value_attr = s.last_attr
@@ -569,6 +620,7 @@ cdef object _decode_dict(DState* s, int t, Py_ssize_t start, int depth):
     if nk != nv:
         _fail(f"dictionary has {nk} keys but {nv} values", start, t)
     cdef bint sorted_ = t == QT_SORTED_DICT
+    s.last_code = t
     if type(keys) is Table:
         if type(values) is Table:
             return _new_keyed_table(keys, values, sorted_)
@@ -578,6 +630,58 @@ cdef object _decode_dict(DState* s, int t, Py_ssize_t start, int depth):
         if d is not None:
             return d
     return Dict(keys, values, sorted_)
+
+
+cdef object _decode_record(DState* s, Py_ssize_t start, int depth):
+    """A dict with a plain symbol vector of keys: the shape every Python dict with str keys
+    takes. Consecutive records with the same key bytes share one decoded key list, and values in
+    a plain general list go straight into the dict."""
+    s.pos += 2
+    cdef Py_ssize_t nk = _rd_count(s, QT_SYMBOL, False)
+    cdef const unsigned char* kstart = s.buf + s.pos
+    cdef list keys
+    cdef Py_ssize_t klen
+    if (s.rec_key_list != NULL and PyList_GET_SIZE(<object>s.rec_key_list) == nk
+            and s.end - s.pos >= s.rec_keys_len
+            and memcmp(kstart, s.rec_keys, s.rec_keys_len) == 0):
+        keys = <list>s.rec_key_list
+        s.pos += s.rec_keys_len
+    else:
+        keys = _decode_symbol_list(s, nk)
+        Py_XDECREF(s.rec_key_list)
+        Py_INCREF(keys)
+        s.rec_key_list = <PyObject*>keys
+        s.rec_keys = kstart
+        s.rec_keys_len = (s.buf + s.pos) - kstart
+        s.rec_keys_unique = len(set(keys)) == nk
+    cdef Py_ssize_t values_at = s.pos
+    cdef dict d
+    cdef Py_ssize_t i
+    # Distinct keys are checked first, so that the values are decoded exactly once.
+    if s.rec_keys_unique and s.end - s.pos >= 6 and s.buf[s.pos] == QT_LIST and s.buf[s.pos + 1] == 0:
+        s.pos += 2
+        if _rd_count(s, QT_LIST, False) == nk and nk <= (s.end - s.pos) // 2:
+            d = _PyDict_NewPresized(nk)
+            for i in range(nk):
+                d[<object>PyList_GET_ITEM(keys, i)] = _decode_item(s, depth + 1)
+            s.last_code = QT_DICT
+            return d
+        s.pos = values_at   # not a plain list of as many values: the general path reports it
+    return _finish_dict(s, QT_DICT, start, depth, _object_array(keys), QT_SYMBOL, 0)
+
+
+cdef dict _PyDict_FromLists(list keys, list values):
+    cdef dict d = {}
+    cdef Py_ssize_t i
+    for i in range(len(keys)):
+        d[keys[i]] = values[i]
+    return d
+
+
+cdef object _object_array(list items):
+    cdef cnp.ndarray arr = np.empty(len(items), dtype=object)
+    arr[:] = items
+    return arr
 
 
 cdef object _as_python_dict(object keys, int key_code, list values, Py_ssize_t n):

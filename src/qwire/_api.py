@@ -1,35 +1,14 @@
 """The public functions: pickle's conventions over the Cython core's Encoder and Decoder."""
 from __future__ import annotations
 
-import os
-
-from ._core import Decoder, Encoder, Message
+from ._core import Decoder, Encoder, Message, dumps, loads
 
 __all__ = ["dumps", "loads", "dump", "load", "Encoder", "Decoder", "Message"]
 
-_default_encoders = {t: Encoder(t) for t in ("async", "sync", "response")}
-_default_decoder = Decoder()
 
 
-def dumps(obj, *, msg_type="async", compress=False, **options) -> Message:
-    """Serialize `obj` as one q IPC message.
-
-    msg_type: "async" (0), "sync" (1) or "response" (2), the header's message type.
-    compress: False; True to compress when kdb+'s rule finds it worthwhile (the result is never
-      larger than half the input, else the plain message is kept); "auto" to also apply kdb+'s
-      size threshold (messages under 2009 bytes are sent plain), as a kdb+ process would.
-    options: Encoder options (max_depth, zero_copy_threshold, capability).
-    """
-    enc = _default_encoders.get(msg_type) if not options else None
-    if enc is None:
-        enc = Encoder(msg_type, **options)
-    msg = enc.encode(obj)
-    if compress:
-        msg = _compress(msg, compress)
-    return msg
-
-
-def _compress(msg, mode):
+def _compress_message(msg, mode):
+    """dumps(compress=...): kdb+'s compression, keeping the plain message when it doesn't pay."""
     from . import compression
     from ._core import _message_from_bytes
 
@@ -38,15 +17,6 @@ def _compress(msg, mode):
     threshold = compression.KDB_COMPRESSION_THRESHOLD if mode == "auto" else None
     out = compression.compress(msg, threshold=threshold)
     return _message_from_bytes(out) if compression.is_compressed(out) else msg
-
-
-def loads(data, **options):
-    """Deserialize one q IPC message from bytes, bytearray, memoryview, Message, mmap or any
-    C-contiguous buffer. Vectors whose layout equals NumPy's come back as read-only views into
-    `data`, which they keep alive. Raises DecodeError on malformed input and QError when the
-    message is a q error. options: Decoder options (max_depth, max_decompressed_size)."""
-    dec = _default_decoder if not options else Decoder(**options)
-    return dec.decode(data)
 
 
 def dump(obj, file, **kwargs) -> int:

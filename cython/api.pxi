@@ -1,0 +1,40 @@
+# The module-level functions, here rather than in Python so that a small message pays for
+# one call, not two: dumps/loads are most of what users call in hot loops.
+
+cdef dict _DEFAULT_ENCODERS = {name: Encoder(name) for name in ("async", "sync", "response")}
+cdef Decoder _DEFAULT_DECODER = Decoder()
+
+
+def dumps(obj, *, msg_type="async", compress=False, **options):
+    """Serialize `obj` as one q IPC message and return it as a `Message`.
+
+    msg_type: "async" (0, the default), "sync" (1) or "response" (2): the header's message type.
+    compress: False; True compresses with kdb+'s algorithm when kdb+ would find it worthwhile (the
+      result is at most half the plain size, else the plain message is kept); "auto" also applies
+      kdb+'s size threshold (messages under 2009 bytes stay plain).
+    options: Encoder options: max_depth, zero_copy_threshold, capability.
+    """
+    cdef Encoder enc
+    if options:
+        enc = Encoder(msg_type, **options)
+    else:
+        enc = _DEFAULT_ENCODERS.get(msg_type)
+        if enc is None:
+            enc = Encoder(msg_type)
+    msg = enc._encode(obj, enc.msg_type)
+    if compress is not False:
+        from qwire._api import _compress_message
+        msg = _compress_message(msg, compress)
+    return msg
+
+
+def loads(data, **options):
+    """Deserialize one q IPC message from bytes, bytearray, memoryview, Message, mmap or any
+    C-contiguous buffer (compressed messages included). Vectors whose wire layout equals NumPy's
+    come back as read-only views into `data`, which they keep alive. Raises DecodeError on
+    malformed input and QError when the message is a q error.
+    options: Decoder options: max_depth, max_decompressed_size.
+    """
+    if options:
+        return Decoder(**options)._decode(data)
+    return _DEFAULT_DECODER._decode(data)
