@@ -329,14 +329,16 @@ cdef StreamError _lz_decompress(const uint8_t *src, Py_ssize_t srclen, Py_ssize_
                     length = 2 + src[d + 1]
                     d += 2
                     _copy_ref_roomy(dst, r, s, length)
-                    table[(dst[p] ^ dst[s]) + ((p == s) << 8)] = p
+                    if p < s:
+                        table[dst[p] ^ dst[s]] = p
                     table[dst[s] ^ dst[s + 1]] = s
                     s += length
                     p = s
                 else:
                     dst[s] = src[d]
                     d += 1
-                    table[(dst[p] ^ dst[s]) + ((p == s) << 8)] = p
+                    if p < s:
+                        table[dst[p] ^ dst[s]] = p
                     p = s
                     s += 1
                 flags >>= 1

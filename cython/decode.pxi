@@ -18,6 +18,7 @@ cdef struct DState:
     Py_ssize_t rec_keys_len
     PyObject* rec_key_list           # ... and their decoded list (a strong reference)
     bint rec_keys_unique
+    PyObject* ext                    # extension handler (decode(code, payload)), or NULL
 
 
 cdef int _fail(str what, Py_ssize_t offset, int type_code=0) except -1:
@@ -124,15 +125,17 @@ cdef class Decoder:
 
     cdef readonly int max_depth
     cdef readonly object max_decompressed_size
+    cdef readonly object _ext
 
-    def __init__(self, *, max_depth=DEFAULT_MAX_DEPTH, max_decompressed_size=None):
+    def __init__(self, *, max_depth=DEFAULT_MAX_DEPTH, max_decompressed_size=None, ext=None):
         if not 1 <= max_depth <= 100000:
             raise ValueError("max_depth must be between 1 and 100000")
         self.max_depth = max_depth
         self.max_decompressed_size = max_decompressed_size
+        self._ext = ext
 
     def __reduce__(self):
-        return (_make_decoder, (self.max_depth, self.max_decompressed_size))
+        return (_make_decoder, (self.max_depth, self.max_decompressed_size, self._ext))
 
     def decode(self, data):
         """Deserialize one message. Raises DecodeError on malformed input and QError when the
@@ -192,6 +195,7 @@ cdef class Decoder:
         s.rec_keys = NULL
         s.rec_keys_len = 0
         s.rec_key_list = NULL
+        s.ext = <PyObject*>self._ext if self._ext is not None else NULL
         try:
             _need(&s, 1, "the type byte")
             if <int8_t>p[HEADER_SIZE] == QT_ERROR:
@@ -246,7 +250,25 @@ cdef object _decode_item(DState* s, int depth):
         return _decode_table(s, start, depth)
     if QT_LAMBDA <= t <= QT_EACH_LEFT:
         return _decode_function(s, t, start, depth)
+    if t == QT_EXTENSION and s.ext != NULL:
+        return _decode_extension(s, start, depth)
     _bad_type(t, start)
+
+
+cdef object _decode_extension(DState* s, Py_ssize_t start, int depth):
+    """A qwire extension record: 70, a code byte, one item (docs/FORMAT.md)."""
+    _need(s, 1, "an extension record's code")
+    cdef int code = s.buf[s.pos]
+    s.pos += 1
+    payload = _decode_item(s, depth + 1)
+    try:
+        value = (<object>s.ext).decode(code, payload)
+    except DecodeError as e:
+        if e.offset is None:
+            raise DecodeError(e.reason, start, QT_EXTENSION) from e
+        raise
+    s.last_code = QT_EXTENSION
+    return value
 
 
 cdef int _bad_type(int t, Py_ssize_t at) except -1:
@@ -773,5 +795,5 @@ cdef object _decode_function(DState* s, int t, Py_ssize_t start, int depth):
 cdef tuple _ITERATOR_KINDS = ("'", "/", "\\", "':", "/:", "\\:")
 
 
-def _make_decoder(max_depth, max_decompressed_size):
-    return Decoder(max_depth=max_depth, max_decompressed_size=max_decompressed_size)
+def _make_decoder(max_depth, max_decompressed_size, ext):
+    return Decoder(max_depth=max_depth, max_decompressed_size=max_decompressed_size, ext=ext)

@@ -63,7 +63,8 @@ cdef inline int _w_vector_head(WState* w, int code, int attr, Py_ssize_t n, int 
 
 
 cdef int _w_sym_text(WState* w, str s) except -1:
-    """A symbol's bytes and its NUL terminator (no type byte)."""
+    """A symbol's bytes and its NUL terminator (no type byte). Returns 1, writing nothing, when
+    the text contains NUL (no q symbol can); 0 when written."""
     cdef Py_ssize_t n
     cdef const char* p = NULL
     cdef bytes enc
@@ -75,7 +76,7 @@ cdef int _w_sym_text(WState* w, str s) except -1:
         p = PyBytes_AS_STRING(enc)
         n = PyBytes_GET_SIZE(enc)
     if memchr(p, 0, n) != NULL:
-        raise EncodeError(f"a str containing NUL cannot be a q symbol: {s[:40]!r}", str)
+        return 1
     _reserve(w, n + 1)
     memcpy(w.buf + w.len, p, n)
     w.buf[w.len + n] = 0
@@ -153,10 +154,10 @@ cdef class Encoder:
     cdef readonly int max_depth
     cdef readonly Py_ssize_t zero_copy_threshold
     cdef readonly int capability
-    cdef object _pandas_convert
+    cdef readonly object _ext      # extension handler: encode(obj) -> (code, payload) | None, refuse(obj, reason)
 
     def __init__(self, msg_type="async", *, max_depth=DEFAULT_MAX_DEPTH,
-                 zero_copy_threshold=DEFAULT_ZERO_COPY_THRESHOLD, capability=6):
+                 zero_copy_threshold=DEFAULT_ZERO_COPY_THRESHOLD, capability=6, ext=None):
         try:
             self.msg_type = MSG_TYPES[msg_type]
         except (KeyError, TypeError):
@@ -168,10 +169,10 @@ cdef class Encoder:
         self.max_depth = max_depth
         self.zero_copy_threshold = max(<Py_ssize_t>zero_copy_threshold, 1)
         self.capability = capability
-        self._pandas_convert = None
+        self._ext = ext
 
     def __reduce__(self):
-        return (_make_encoder, (self.msg_type, self.max_depth, self.zero_copy_threshold, self.capability))
+        return (_make_encoder, (self.msg_type, self.max_depth, self.zero_copy_threshold, self.capability, self._ext))
 
     def encode(self, obj):
         """Serialize `obj` into a Message (docs/TYPES.md lists what can be written)."""
@@ -219,6 +220,23 @@ cdef class Encoder:
         memcpy(w.buf + 4, &low, 4)
         return 0
 
+    cdef int _fallback(self, WState* w, object obj, int depth, str reason) except -1:
+        """An object q cannot carry: an extension record when this encoder has an extension
+        handler (docs/FORMAT.md), else EncodeError(reason)."""
+        if self._ext is not None:
+            record = self._ext.encode(obj)
+            if record is not None:
+                code, payload = record
+                self._enter(w, obj, depth)
+                _reserve(w, 2)
+                _put1(w, QT_EXTENSION)
+                _put1(w, <uint8_t>code)
+                return self._enc(w, payload, depth + 1)
+            return self._ext.refuse(obj, reason)
+        if not reason:
+            reason = f"Unable to serialize {_qualname(type(obj))} objects"
+        raise EncodeError(f"{reason} (q_compatible: no extension records)", type(obj))
+
     cdef int _enc_error(self, WState* w, object err) except -1:
         cdef bytes text = err.text.encode("utf-8", "surrogateescape")
         if b"\0" in text:
@@ -241,11 +259,14 @@ cdef class Encoder:
         if t is str:
             _reserve(w, 1)
             _put1(w, <uint8_t>(-QT_SYMBOL))
-            return _w_sym_text(w, <str>obj)
+            if _w_sym_text(w, <str>obj):
+                w.len -= 1
+                return self._fallback(w, obj, depth, f"a str containing NUL cannot be a q symbol: {obj[:40]!r}")
+            return 0
         if t is int:
             v = PyLong_AsLongLongAndOverflow(obj, &overflow)
             if overflow:
-                raise EncodeError(f"int {obj} is outside q's long range (int64)", int)
+                return self._fallback(w, obj, depth, f"int {obj} is outside q's long range (int64)")
             _reserve(w, 9)
             _put1(w, <uint8_t>(-QT_LONG))
             _put8(w, <uint64_t>v)
@@ -317,11 +338,16 @@ cdef class Encoder:
         _reserve(w, 1)
         _put1(w, QT_DICT)
         pos = 0
+        cdef Py_ssize_t keys_at = w.len
         if all_str:
             _w_vector_head(w, QT_SYMBOL, 0, n, self.capability)
             while PyDict_Next(d, &pos, &k, NULL):
-                _w_sym_text(w, <str>k)
-        else:
+                if _w_sym_text(w, <str>k):
+                    all_str = False   # a key with NUL: rewrite the keys as a general list
+                    w.len = keys_at
+                    pos = 0
+                    break
+        if not all_str:
             _w_vector_head(w, QT_LIST, 0, n, self.capability)
             while PyDict_Next(d, &pos, &k, NULL):
                 self._enc(w, <object>k, depth + 1)
@@ -339,8 +365,9 @@ cdef class Encoder:
 
     cdef int _enc_array(self, WState* w, cnp.ndarray arr, int attr) except -1:
         if cnp.PyArray_NDIM(arr) != 1:
-            raise EncodeError(f"only 1-D arrays are q vectors; got a {cnp.PyArray_NDIM(arr)}-D array "
-                              "(N-d arrays travel in a qwire extension record)", np.ndarray)
+            if attr == 0:
+                return self._fallback(w, arr, 0, f"only 1-D arrays are q vectors; got a {cnp.PyArray_NDIM(arr)}-D array")
+            raise EncodeError(f"only 1-D arrays are q vectors; got a {cnp.PyArray_NDIM(arr)}-D array", np.ndarray)
         dt = arr.dtype
         info = _DTYPE_INFO.get(dt)
         if info is None:
@@ -391,8 +418,9 @@ cdef class Encoder:
         target = _DTYPE_CONVERT.get(dt.str[1:])
         if target is not None:
             return self._enc_array(w, arr.astype(target), attr)
-        raise EncodeError(f"NumPy dtype {dt} has no q vector type (docs/TYPES.md lists the q-compatible dtypes; "
-                          "others travel in a qwire extension record)", np.ndarray)
+        if attr == 0:
+            return self._fallback(w, arr, 0, f"NumPy dtype {dt} has no q vector type (docs/TYPES.md lists the q-compatible dtypes)")
+        raise EncodeError(f"NumPy dtype {dt} has no q vector type", np.ndarray)
 
     cdef int _enc_object_array(self, WState* w, cnp.ndarray arr, int attr) except -1:
         items = arr.tolist()
@@ -401,6 +429,8 @@ cdef class Encoder:
         if all(type(x) is UUID for x in items):
             return self._enc_guids(w, items, attr)
         bad = next(x for x in items if type(x) is not str)
+        if attr == 0 and self._ext is not None:
+            return self._fallback(w, arr, 0, "")
         raise EncodeError(f"an object array is a q vector only when it holds only str (symbols) or only uuid.UUID "
                           f"(guids); found {type(bad).__name__} (use a list for a general list)", type(bad))
 
@@ -410,7 +440,8 @@ cdef class Encoder:
         for s in items:
             if type(s) is not str:
                 raise EncodeError(f"a symbol vector holds str, not {type(s).__name__}", type(s))
-            _w_sym_text(w, <str>s)
+            if _w_sym_text(w, <str>s):
+                raise EncodeError(f"a str containing NUL cannot be a q symbol: {s[:40]!r}", str)
         return 0
 
     cdef int _enc_guids(self, WState* w, list items, int attr) except -1:
@@ -437,8 +468,8 @@ cdef class Encoder:
             return 0
         if t is datetime_type:
             if obj.tzinfo is not None:
-                raise EncodeError("a timezone-aware datetime has no q type (q timestamps are naive; "
-                                  "convert to UTC and drop tzinfo, or use the extension record)", t)
+                return self._fallback(w, obj, depth, "a timezone-aware datetime has no q type (q timestamps are naive: "
+                                      "convert to UTC and drop tzinfo)")
             _reserve(w, 9)
             _put1(w, <uint8_t>(-QT_TIMESTAMP))
             _put8(w, <uint64_t>_ns_since_2000(obj))
@@ -448,6 +479,8 @@ cdef class Encoder:
         if t is timedelta_type:
             return _w_timedelta(w, obj)
         if t is time_type:
+            if obj.tzinfo is not None or time_microsecond(obj) % 1000:
+                return self._fallback(w, obj, depth, f"{obj!r} has no q type: q's time is naive, in whole milliseconds")
             return _w_time(w, obj)
         if t is Vector:
             return self._enc_vector(w, obj, depth)
@@ -473,7 +506,7 @@ cdef class Encoder:
         converted = _convert_foreign(obj)
         if converted is not None:
             return self._enc(w, converted, depth)
-        raise EncodeError(f"Unable to serialize {_qualname(t)} objects (docs/TYPES.md lists what qwire writes)", t)
+        return self._fallback(w, obj, depth, f"Unable to serialize {_qualname(t)} objects (docs/TYPES.md lists what qwire writes)")
 
     cdef int _enc_numpy_scalar(self, WState* w, object obj, type t) except -1:
         if t is np.bytes_:
@@ -493,7 +526,7 @@ cdef class Encoder:
                 _reserve(w, 1)
                 _put1(w, <uint8_t>(-QT_SYMBOL))
                 return _w_sym_text(w, str(obj))
-            raise EncodeError(f"NumPy {dt} scalars have no q type (docs/TYPES.md)", t)
+            return self._fallback(w, obj, 0, f"NumPy {dt} scalars have no q type (docs/TYPES.md)")
         cdef int code = info[0]
         cdef int conv = info[1]
         cdef int64_t raw
@@ -576,7 +609,8 @@ cdef class Encoder:
         _put1(w, QT_DICT)
         _w_vector_head(w, QT_SYMBOL, 0, ncols, self.capability)
         for name in cols:
-            _w_sym_text(w, name)
+            if _w_sym_text(w, name):
+                raise EncodeError(f"a str containing NUL cannot be a q symbol (table column name or lambda context)", str)
         _w_vector_head(w, QT_LIST, 0, ncols, self.capability)
         cdef Py_ssize_t rows = -1
         for name, col in cols.items():
@@ -601,7 +635,8 @@ cdef class Encoder:
         if t is Lambda:
             _reserve(w, 1)
             _put1(w, QT_LAMBDA)
-            _w_sym_text(w, f.context)
+            if _w_sym_text(w, f.context):
+                raise EncodeError(f"a str containing NUL cannot be a q symbol (table column name or lambda context)", str)
             src = f.source.encode("utf-8", "surrogateescape")
             return _w_char_vector(w, PyBytes_AS_STRING(src), len(src), 0, self.capability)
         if t is UnaryPrimitive or t is BinaryPrimitive or t is Iterator:
@@ -738,5 +773,5 @@ cdef object _convert_foreign(object obj):
     return None
 
 
-def _make_encoder(msg_type, max_depth, zero_copy_threshold, capability):
-    return Encoder(msg_type, max_depth=max_depth, zero_copy_threshold=zero_copy_threshold, capability=capability)
+def _make_encoder(msg_type, max_depth, zero_copy_threshold, capability, ext):
+    return Encoder(msg_type, max_depth=max_depth, zero_copy_threshold=zero_copy_threshold, capability=capability, ext=ext)
