@@ -261,11 +261,17 @@ def test_inspect_decompresses():
     assert "decompressed (2,031 bytes; offsets below are in the decompressed message)" in layout
 
 
-def test_inspect_shows_extension_records_by_offset():
-    ext = message(bytes.fromhex("000002000000") + bytes([112, 0, 1, 2]))
-    result = run_cli("inspect", "-", stdin=ext)
+def test_inspect_walks_extension_records():
+    # a qwire extension record (type 112): 70, a code byte, then one item, the payload
+    record = bytes([112, 3]) + bytes.fromhex("070001000000" "0500000000000000")
+    msg = message(bytes.fromhex("000002000000") + record + bytes.fromhex("f5616200"))
+    result = run_cli("inspect", "-", stdin=msg)
     assert result.returncode == 0, result.stderr.decode()
-    assert result.stdout.decode() == "(<extension record at byte 14>;..)\n"
+    assert result.stdout.decode() == "(<extension record at byte 14: code 3, ,5j>;`ab)\n"
+    layout = run_cli("inspect", "--layout", "-", stdin=msg).stdout.decode().splitlines()
+    assert "  14  70                         [0] qwire extension record (type 112)" in layout
+    assert "  15  03                           extension code: 3" in layout
+    assert "  16  07                           payload: long vector (type 7)" in layout
 
 
 # ---- inspect: layout -----------------------------------------------------------------------------

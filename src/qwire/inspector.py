@@ -88,7 +88,6 @@ class Walker:
         self.order = order
         self.max_items = max_items if max_items > 0 else sys.maxsize
         self.max_depth = max_depth
-        self.stopped_at = None  # offset of an extension record, whose extent is unknown
 
     # -- primitives ---------------------------------------------------------------------------------
     def need(self, pos: int, n: int, what: str) -> None:
@@ -127,7 +126,7 @@ class Walker:
         if t in (99, 127):
             keys = self.item(pos + 1, depth + 1)
             values = self.item(keys.end, depth + 1)
-            if keys.count is not None and values.count is not None and keys.count != values.count and self.stopped_at is None:
+            if keys.count is not None and values.count is not None and keys.count != values.count:
                 raise InspectError(f"dictionary has {keys.count} keys but {values.count} values", pos)
             return Node(pos, t, end=values.end, children=[keys, values])
         if t == 100:
@@ -149,9 +148,10 @@ class Walker:
         if 106 <= t <= 111:
             func = self.item(pos + 1, depth + 1)
             return Node(pos, t, end=func.end, children=[func])
-        if t == 112:
-            self.stopped_at = pos  # the record's layout is not known here: stop walking
-            return Node(pos, t, end=self.end)
+        if t == 112:  # qwire extension record: 70, a code byte, one item (the payload)
+            self.need(pos + 1, 1, "extension record code")
+            payload = self.item(pos + 2, depth + 1)
+            return Node(pos, t, end=payload.end, code=self.buf[pos + 1], children=[payload])
         if 20 <= t <= 76 or -76 <= t <= -20:
             raise InspectError(f"enumeration (type {t}) cannot travel over IPC", pos)
         if 77 <= t <= 97:
@@ -225,8 +225,6 @@ class Walker:
         if count * SMALLEST_ITEM > left:
             raise InspectError(f"{type_name(node.type_code)} of {count} items cannot fit in the {left} bytes left", node.offset)
         for i in range(count):
-            if self.stopped_at is not None:
-                return self.end
             child = self.item(pos, depth + 1)
             if i < self.max_items:
                 node.children.append(child)
@@ -257,7 +255,6 @@ class Message:
     buf: bytes  # the plain message (decompressed when compressed); node offsets index into it
     item: Node | None = None
     raw: bytes = b""  # the compressed message as read, when compressed
-    extension_at: int | None = None
 
 
 def _header(data: bytes, pos: int) -> tuple:
@@ -313,8 +310,7 @@ def read_messages(data: bytes, max_items: int = 100, max_depth: int = 64) -> lis
             raise err from None
         except RecursionError:
             raise InspectError("nesting too deep for this Python", base + 8) from None
-        msg.extension_at = walker.stopped_at
-        if msg.item.end != walker.end and walker.stopped_at is None:
+        if msg.item.end != walker.end:
             raise InspectError(f"{_plural(walker.end - msg.item.end, 'trailing byte')} after the item", msg.item.end)
         messages.append(msg)
         pos += length
@@ -561,7 +557,7 @@ def render_q(n: Node) -> str:
     if t in (99, 127):
         return _dict_text(n)
     if t == 112:
-        return f"<extension record at byte {n.offset}>"
+        return f"<extension record at byte {n.offset}: code {n.code}, {render_q(n.children[0])}>"
     return _function_text(n)
 
 
@@ -594,9 +590,6 @@ class _Layout:
     def node(self, n: Node, depth: int, role: str = "") -> None:
         label = f"{role}{type_name(n.type_code)} (type {n.type_code})"
         t = n.type_code
-        if t == 112:
-            self.row(n.offset, 1, f"{label}: <extension record>; layout not known, walk stops here", depth)
-            return
         if t == -128:
             self.row(n.offset, 1, label, depth)
             self.row(n.data_offset, len(n.text) + 1, f"text: {render_q(n)}", depth + 1)
@@ -620,6 +613,9 @@ class _Layout:
             self.node(n.children[0], depth + 1, "source: ")
         elif 101 <= t <= 103:
             self.row(n.offset + 1, 1, f"code: {n.code} ({render_q(n) or 'elided argument'})", depth + 1)
+        elif t == 112:
+            self.row(n.offset + 1, 1, f"extension code: {n.code}", depth + 1)
+            self.node(n.children[0], depth + 1, "payload: ")
         else:
             roles = _child_roles(n)
             for child, child_role in zip(n.children, roles):
