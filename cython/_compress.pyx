@@ -35,13 +35,16 @@ cdef extern from *:
     #    define QW_FIRST_DIFF(x) ((Py_ssize_t)(__builtin_ctzll(x) >> 3))
     #  endif
     #  define QW_HAVE_FIRST_DIFF 1
+    #  define QW_CTZ32(x) ((unsigned)__builtin_ctz(x))
     #else
+    static inline unsigned QW_CTZ32(unsigned x) { unsigned n = 0; while (!(x & 1u)) { x >>= 1; n++; } return n; }
     #  define QW_FIRST_DIFF(x) ((Py_ssize_t)0)
     #  define QW_HAVE_FIRST_DIFF 0
     #endif
     """
     Py_ssize_t QW_FIRST_DIFF(uint64_t x) noexcept nogil
     bint QW_HAVE_FIRST_DIFF
+    unsigned int QW_CTZ32(unsigned int x) noexcept nogil
 
 __all__ = ["compress", "decompress", "is_compressed", "variant_for", "max_stream_output",
            "MAX_MESSAGE_LENGTH", "VARIANT_B_FROM"]
@@ -300,16 +303,16 @@ cdef StreamError _lz_decompress(const uint8_t *src, Py_ssize_t srclen, Py_ssize_
     16 bytes of scratch fit before n. Those skip every bounds check but the empty-slot one;
     the other groups (near either end) go through the checked loop.
     """
-    cdef Py_ssize_t table[257]                 # slot 256: dummy for branch-free inserts
+    cdef Py_ssize_t table[256]
     cdef Py_ssize_t s = HEADER, p = HEADER, r, length
-    cdef unsigned int flags, k
+    cdef unsigned int flags, k, run, i
     memset(table, 0, sizeof(table))
     while s < n:
         if d >= srclen:
             return _fail(at, d, s, NO_FLAG)
         flags = src[d]
         d += 1
-        if n - s >= 8 * MAX_REF + 16 and srclen - d >= 16:
+        if n - s >= 8 * MAX_REF + 16 and srclen - d >= 24:
             if flags == 0:                      # eight literals
                 memcpy(dst + s, src + d, 8)
                 if p < s:
@@ -320,8 +323,8 @@ cdef StreamError _lz_decompress(const uint8_t *src, Py_ssize_t srclen, Py_ssize_
                 s += 8
                 d += 8
                 continue
-            for k in range(8):
-                # p is s - 1 or s; the pending pair (p, s) goes to slot 256, a dummy, when p == s.
+            k = 0
+            while k < 8:
                 if flags & 1:
                     r = table[src[d]]
                     if r == 0:
@@ -334,14 +337,22 @@ cdef StreamError _lz_decompress(const uint8_t *src, Py_ssize_t srclen, Py_ssize_
                     table[dst[s] ^ dst[s + 1]] = s
                     s += length
                     p = s
+                    flags >>= 1
+                    k += 1
                 else:
-                    dst[s] = src[d]
-                    d += 1
+                    # A run of literals up to the next reference or the end of the group:
+                    # one block copy (scratch past the run is overwritten later), then hashing.
+                    run = QW_CTZ32(flags | (0x100u >> k))
+                    memcpy(dst + s, src + d, 8)
                     if p < s:
                         table[dst[p] ^ dst[s]] = p
-                    p = s
-                    s += 1
-                flags >>= 1
+                    for i in range(run - 1):
+                        table[dst[s + i] ^ dst[s + i + 1]] = s + i
+                    p = s + run - 1
+                    s += run
+                    d += run
+                    flags >>= run
+                    k += run
             continue
         k = 0
         while k < 8 and s < n:

@@ -712,8 +712,8 @@ cdef object _as_python_dict(object keys, int key_code, list values, Py_ssize_t n
     if key_code == QT_SYMBOL and type(keys) is np.ndarray:
         d = dict(zip((<cnp.ndarray>keys).tolist(), values))
     elif key_code == QT_LIST and type(keys) is list and n > 0:
-        if all(type(k) is str for k in <list>keys):
-            return None      # a Python dict with str keys writes a symbol vector
+        if all(type(k) is str and "\0" not in k for k in <list>keys):
+            return None      # a Python dict with such keys writes a symbol vector
         try:
             d = dict(zip(<list>keys, values))
         except TypeError:
