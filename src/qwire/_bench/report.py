@@ -167,7 +167,8 @@ def check_matplotlib() -> str | None:
 
 
 def write_plot(results: list[WorkloadResult], path: str, title: str) -> None:
-    """Bar charts of serialize and deserialize time relative to pickle, one group per workload."""
+    """Bar charts of serialize and deserialize time relative to pickle: one group of bars per
+    workload (only the libraries that ran it), one colour per library, log scale."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -175,29 +176,23 @@ def write_plot(results: list[WorkloadResult], path: str, title: str) -> None:
 
     results = [r for r in results if r.baseline() is not None]
     libraries = list(dict.fromkeys(m.library for r in results for m in r.measurements))
-    fig, axes = plt.subplots(2, 1, figsize=(max(8, 1.3 * len(results) + 3), 8), sharex=True)
-    width = 0.8 / max(1, len(libraries))
+    palette = plt.get_cmap("tab20").colors
+    colours = {library: palette[(2 * i) % 20 + (2 * i) // 20] for i, library in enumerate(libraries)}
+    fig, axes = plt.subplots(2, 1, figsize=(max(9, 1.5 * len(results) + 4), 8), sharex=True)
     for ax, key, label in ((axes[0], "ser", "serialize"), (axes[1], "de", "deserialize")):
-        for i, library in enumerate(libraries):
-            xs, ys = [], []
-            for x, result in enumerate(results):
-                m = next((m for m in result.measurements if m.library == library), None)
-                if m is not None:
-                    xs.append(x - 0.4 + width * (i + 0.5))
-                    ys.append(ratios(result, m)[key])
-            ax.bar(xs, ys, width, label=library)
+        for x, result in enumerate(results):
+            width = 0.8 / max(4, len(result.measurements))
+            for i, m in enumerate(result.measurements):
+                ax.bar(x - 0.4 + width * (i + 0.5), ratios(result, m)[key], width, color=colours[m.library])
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_yscale("log")
         ax.set_ylabel(f"{label} time / pickle-5")
         ax.grid(axis="y", which="major", alpha=0.3)
     axes[1].set_xticks(range(len(results)))
     axes[1].set_xticklabels([r.name for r in results], rotation=20, ha="right")
-    axes[0].legend(ncol=min(5, len(libraries)), fontsize="small")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[library]) for library in libraries]
+    fig.legend(handles, libraries, loc="center right", fontsize="small", title="lower is faster")
     axes[0].set_title(title, fontsize="medium")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.87, 1))
     fig.savefig(path, format="png", dpi=110)
     plt.close(fig)
-
-
-def python_summary() -> str:
-    return f"Python {sys.version.split()[0]}"
