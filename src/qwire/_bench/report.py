@@ -183,7 +183,8 @@ def write_plot(results: list[WorkloadResult], path: str, title: str) -> None:
         for x, result in enumerate(results):
             width = 0.8 / max(4, len(result.measurements))
             for i, m in enumerate(result.measurements):
-                ax.bar(x - 0.4 + width * (i + 0.5), ratios(result, m)[key], width, color=colours[m.library])
+                left = x - width * len(result.measurements) / 2
+                ax.bar(left + width * (i + 0.5), ratios(result, m)[key], width, color=colours[m.library])
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_yscale("log")
         ax.set_ylabel(f"{label} time / pickle-5")
