@@ -35,16 +35,13 @@ cdef extern from *:
     #    define QW_FIRST_DIFF(x) ((Py_ssize_t)(__builtin_ctzll(x) >> 3))
     #  endif
     #  define QW_HAVE_FIRST_DIFF 1
-    #  define QW_CTZ32(x) ((unsigned)__builtin_ctz(x))
     #else
-    static inline unsigned QW_CTZ32(unsigned x) { unsigned n = 0; while (!(x & 1u)) { x >>= 1; n++; } return n; }
     #  define QW_FIRST_DIFF(x) ((Py_ssize_t)0)
     #  define QW_HAVE_FIRST_DIFF 0
     #endif
     """
     Py_ssize_t QW_FIRST_DIFF(uint64_t x) noexcept nogil
     bint QW_HAVE_FIRST_DIFF
-    unsigned int QW_CTZ32(unsigned int x) noexcept nogil
 
 __all__ = ["compress", "decompress", "is_compressed", "variant_for", "max_stream_output",
            "MAX_MESSAGE_LENGTH", "VARIANT_B_FROM"]
@@ -305,14 +302,14 @@ cdef StreamError _lz_decompress(const uint8_t *src, Py_ssize_t srclen, Py_ssize_
     """
     cdef Py_ssize_t table[256]
     cdef Py_ssize_t s = HEADER, p = HEADER, r, length
-    cdef unsigned int flags, k, run, i
+    cdef unsigned int flags, k
     memset(table, 0, sizeof(table))
     while s < n:
         if d >= srclen:
             return _fail(at, d, s, NO_FLAG)
         flags = src[d]
         d += 1
-        if n - s >= 8 * MAX_REF + 16 and srclen - d >= 24:
+        if n - s >= 8 * MAX_REF + 16 and srclen - d >= 16:
             if flags == 0:                      # eight literals
                 memcpy(dst + s, src + d, 8)
                 if p < s:
@@ -323,8 +320,7 @@ cdef StreamError _lz_decompress(const uint8_t *src, Py_ssize_t srclen, Py_ssize_
                 s += 8
                 d += 8
                 continue
-            k = 0
-            while k < 8:
+            for k in range(8):
                 if flags & 1:
                     r = table[src[d]]
                     if r == 0:
@@ -337,22 +333,14 @@ cdef StreamError _lz_decompress(const uint8_t *src, Py_ssize_t srclen, Py_ssize_
                     table[dst[s] ^ dst[s + 1]] = s
                     s += length
                     p = s
-                    flags >>= 1
-                    k += 1
                 else:
-                    # A run of literals up to the next reference or the end of the group:
-                    # one block copy (scratch past the run is overwritten later), then hashing.
-                    run = QW_CTZ32(flags | (0x100u >> k))
-                    memcpy(dst + s, src + d, 8)
+                    dst[s] = src[d]
+                    d += 1
                     if p < s:
                         table[dst[p] ^ dst[s]] = p
-                    for i in range(run - 1):
-                        table[dst[s + i] ^ dst[s + i + 1]] = s + i
-                    p = s + run - 1
-                    s += run
-                    d += run
-                    flags >>= run
-                    k += run
+                    p = s
+                    s += 1
+                flags >>= 1
             continue
         k = 0
         while k < 8 and s < n:
