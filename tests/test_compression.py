@@ -675,7 +675,8 @@ def test_every_truncation_is_a_decode_error():
             fixed = fix_length(z[:k]) if k >= 8 else z[:k]
             got = outcome(_compress.decompress, fixed)
             assert got[0] == "error", k
-            assert got == outcome(ref_decompress, fixed), k
+            if len(z) < 1100 or k % 13 == 0 or len(z) - k < 40:   # the Python twin is slow
+                assert got == outcome(ref_decompress, fixed), k
 
 
 def test_every_extension_is_a_decode_error():
@@ -717,6 +718,54 @@ def test_arbitrary_streams_never_crash(stream, order, variant, n):
     assert got == outcome(ref_decompress, m)
     if got[0] == "ok":
         assert len(got[1]) == n and got[1][2] == 0
+
+
+def synthetic_stream(seed, groups, ref_share, max_extra, le=True):
+    """A valid compressed message no compressor would write: references to any filled slot,
+    of any length, so periods 2..7, long overlaps and far copies all occur."""
+    import random
+
+    rng = random.Random(seed)
+    table = [0] * 256
+    dst = bytearray(8)
+    s = p = 8
+    stream = bytearray()
+    for _ in range(groups):
+        flags, body = 0, bytearray()
+        for k in range(8):
+            filled = [h for h in range(256) if table[h]]
+            if filled and rng.random() < ref_share:
+                h, extra = rng.choice(filled), rng.randint(0, max_extra)
+                r = table[h]
+                for i in range(2 + extra):
+                    dst.append(dst[r + i])
+                flags |= 1 << k
+                body += bytes([h, extra])
+                while p + 1 < s + 2:
+                    table[dst[p] ^ dst[p + 1]] = p
+                    p += 1
+                s += 2 + extra
+                p = s
+            else:
+                byte = rng.choice(b"\x00\x01ab") if rng.random() < 0.5 else rng.randrange(256)
+                dst.append(byte)
+                body.append(byte)
+                s += 1
+                while p + 1 < s:
+                    table[dst[p] ^ dst[p + 1]] = p
+                    p += 1
+        stream += bytes([flags]) + body
+    return _z(bytes(stream), s, le=le), bytes(dst[8:])
+
+
+@SETTINGS
+@given(st.integers(0, 2**32), st.integers(1, 300), st.floats(0.0, 1.0),
+       st.sampled_from([0, 3, 10, 40, 255]), st.booleans())
+def test_synthetic_valid_streams_agree_with_the_spec(seed, groups, ref_share, max_extra, le):
+    z, payload = synthetic_stream(seed, groups, ref_share, max_extra, le)
+    out = _compress.decompress(z)
+    assert out[8:] == payload
+    assert bytes(out) == ref_decompress(z)
 
 
 def test_memory_is_bounded_by_the_input():
