@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--json", metavar="FILE", help="also write the results, versions and machine as JSON")
     bench.add_argument("--plot", metavar="FILE", help="also write a PNG bar chart (needs matplotlib)")
+    bench.add_argument("--markdown", metavar="FILE", help="also write the results as a markdown table")
     bench.add_argument("--list", action="store_true", help="list the workloads and exit")
     bench.add_argument("--no-progress", action="store_true", help="print nothing on stderr while running")
 

@@ -67,6 +67,9 @@ def bench_command(args) -> int:
         run_settings = {"mode": mode, **vars(settings), "peers": libraries, "not_installed": missing}
         with open(args.json, "w", encoding="utf-8") as f:
             f.write(report.to_json(results, env, run_settings) + "\n")
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as f:
+            f.write(report.format_markdown(results) + "\n")
     if args.plot:
         title = f"qwire {versions.get('qwire')} vs pickle-5 and peers ({mode}; {env['versions']['python']}, {env['date'][:10]})"
         report.write_plot(results, args.plot, title)

@@ -254,7 +254,7 @@ PEERS = [name for name in LIBRARIES if name not in ("qwire", "pickle")]
 def _version(name: str) -> str | None:
     module, dist, _ = LIBRARIES[name]
     if dist is None:
-        return f"protocol {pickle.HIGHEST_PROTOCOL} max"
+        return f"stdlib, protocol {pickle.HIGHEST_PROTOCOL} max"
     try:
         version = importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:

@@ -10,7 +10,7 @@ import sys
 from .peers import BASELINE
 from .runner import WorkloadResult
 
-__all__ = ["format_table", "environment", "to_json", "write_plot", "format_duration", "format_ratio"]
+__all__ = ["format_table", "format_markdown", "environment", "to_json", "write_plot", "format_duration", "format_ratio"]
 
 
 def format_duration(ns: float) -> str:
@@ -102,6 +102,18 @@ def format_table(results: list[WorkloadResult]) -> str:
     return "\n".join(out)
 
 
+def format_markdown(results: list[WorkloadResult]) -> str:
+    """The results as a GitHub markdown table (for benchmarks/README.md)."""
+    out = ["| workload | library | ser | de | size | ser/pickle | de/pickle | size/pickle |", "|---|---|--:|--:|--:|--:|--:|--:|"]
+    for result in results:
+        for m in result.measurements:
+            r = ratios(result, m)
+            cells = [result.name, m.library, format_duration(m.ser_ns), format_duration(m.de_ns), format_size(m.size),
+                     format_ratio(r["ser"]), format_ratio(r["de"]), format_ratio(r["size"])]
+            out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def environment(versions: dict) -> dict:
     """Date, machine and versions, for the record."""
     import numpy
@@ -114,6 +126,12 @@ def environment(versions: dict) -> dict:
         )
     except (OSError, StopIteration):
         cpu_model = platform.processor() or None
+    try:
+        import pandas
+
+        versions = {"pandas": pandas.__version__, **versions}
+    except ImportError:
+        pass
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {
