@@ -475,6 +475,16 @@ def test_compress_refuses_what_is_not_one_whole_message():
         compress(b"\x01\x00\x00")
 
 
+def test_try_compress_returns_none_instead_of_a_copy():
+    plain, noisy = byte_vector(bytes(3000)), byte_vector(np.random.default_rng(0).bytes(3000))
+    assert compression.try_compress(plain) == compress(plain)
+    assert compression.try_compress(noisy) is None
+    assert compression.try_compress(plain, threshold=len(plain) + 1) is None
+    assert compression.try_compress(plain, threshold=len(plain)) == compress(plain)
+    with pytest.raises(ValueError):
+        compression.try_compress(plain, threshold=-5)
+
+
 def test_compressed_message_is_not_compressed_twice():
     z = compress(byte_vector(bytes(3000)))
     assert compress(z) is z

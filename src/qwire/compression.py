@@ -18,6 +18,7 @@ from . import _compress
 
 __all__ = [
     "compress",
+    "try_compress",
     "decompress",
     "is_compressed",
     "compressed_variant",
@@ -64,6 +65,19 @@ def compress(message, *, threshold=None):
     if out is not None:
         return out
     return message if type(message) is bytes else bytes(message)
+
+
+def try_compress(message, *, threshold=None):
+    """Like `compress`, but None instead of a copy of `message` when it is not compressed.
+
+    For callers that keep their plain message anyway (`dumps`): no bytes are copied when kdb+'s
+    rule aborts or the message is under `threshold`. Same errors as `compress`.
+    """
+    if threshold is None:
+        threshold = 0
+    elif threshold < 0:
+        raise ValueError("threshold must be >= 0 or None")
+    return _compress.compress(message, threshold)
 
 
 def decompress(message, *, max_size=DEFAULT_MAX_DECOMPRESSED_SIZE):
