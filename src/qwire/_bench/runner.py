@@ -164,6 +164,9 @@ def _prepare_all(workload, obj, libraries, settings, progress, label, result) ->
         except Skip as skip:
             result.skipped.append(Skipped(workload.name, name, str(skip)))
             continue
+        except Exception as exc:  # a peer that breaks is reported, not allowed to end the run
+            result.skipped.append(Skipped(workload.name, name, f"failed: {type(exc).__name__}: {exc}"))
+            continue
         for c in contenders:
             ser_ns = _time_batch(c.encode, 1)
             de_ns = _time_batch(c.decode, 1)

@@ -185,17 +185,10 @@ def workload_from_file(path: str) -> Workload:
     if _looks_like_qwire_message(data):
         import qwire
 
-        obj = qwire.loads(_decompressed(data))
+        obj = qwire.loads(data)  # compressed messages included
         source = "qwire message"
     else:
         obj = pickle.loads(data)
         source = "pickle"
     return Workload(f"data:{path}", f"{describe_value(obj)} (from {source} file)", lambda scale: obj, scales=False)
 
-
-def _decompressed(data: bytes) -> bytes:
-    if data[2] == 0:
-        return data
-    from qwire import compression
-
-    return bytes(compression.decompress(data))
