@@ -63,6 +63,11 @@ cdef uint32_t Q_NULL_REAL_BITS = 0xFFC00000
 # Limits: defaults for the options of Encoder/Decoder (SECURITY.md lists them).
 DEFAULT_MAX_DEPTH = 256
 DEFAULT_ZERO_COPY_THRESHOLD = 64 * 1024
+DEFAULT_OOB_THRESHOLD = 64 * 1024
+
+# Extension record codes the core handles itself (docs/FORMAT.md); 0x30..0x3F are reserved.
+cdef enum:
+    EXT_OUT_OF_BAND = 0x30
 
 # Message type names accepted by msg_type=.
 MSG_TYPES = {"async": 0, "sync": 1, "response": 2, 0: 0, 1: 1, 2: 2}

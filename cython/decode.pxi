@@ -3,6 +3,13 @@
 # A cursor over the message (pointer, position, end, byte order) is checked before every read;
 # counts are checked against the bytes left before anything is allocated; depth is a counter.
 
+cdef struct SegRef:
+    Py_ssize_t at                # offset in the Message's own bytes where this payload belongs
+    const unsigned char* ptr
+    Py_ssize_t len
+    PyObject* base               # the memoryview that holds the payload's buffer
+
+
 cdef struct DState:
     const unsigned char* buf     # the (uncompressed) message, header included
     Py_ssize_t pos
@@ -19,6 +26,11 @@ cdef struct DState:
     PyObject* rec_key_list           # ... and their decoded list (a strong reference)
     bint rec_keys_unique
     PyObject* ext                    # extension handler (decode(code, payload)), or NULL
+    PyObject* buffers                # iterator over out-of-band buffers, or NULL
+    Py_ssize_t oob_count
+    SegRef* segs                     # payloads of a multi-segment Message, read in place
+    Py_ssize_t nsegs
+    Py_ssize_t seg_i
 
 
 cdef int _fail(str what, Py_ssize_t offset, int type_code=0) except -1:
@@ -57,10 +69,14 @@ cdef inline Py_ssize_t _rd_count(DState* s, int code, bint long_count) except -1
     else:
         _need(s, 4, "a vector count")
         n = _rd_u32(s)
-    if n > <uint64_t>(s.end - s.pos):
+    if n > <uint64_t>(s.end - s.pos) and not _at_segment(s):
         # Every item takes at least a byte: a count beyond the bytes left is a lie.
         _fail(f"vector of type {code} claims {n} items but only {s.end - s.pos} bytes follow", s.pos - (8 if long_count else 4), code)
     return <Py_ssize_t>n
+
+
+cdef inline bint _at_segment(DState* s) noexcept:
+    return s.seg_i < s.nsegs and s.segs[s.seg_i].at == s.pos
 
 
 cdef inline Py_ssize_t _sym_end(DState* s, str what) except -1:
@@ -137,12 +153,15 @@ cdef class Decoder:
     def __reduce__(self):
         return (_make_decoder, (self.max_depth, self.max_decompressed_size, self._ext))
 
-    def decode(self, data):
+    def decode(self, data, buffers=None):
         """Deserialize one message. Raises DecodeError on malformed input and QError when the
-        message is a q error."""
-        return self._decode(data)
+        message is a q error. `buffers`: the out-of-band buffers of a message written with a
+        buffer_callback, in order (pickle protocol 5's semantics)."""
+        return self._decode(data, buffers)
 
-    cdef object _decode(self, object data):
+    cdef object _decode(self, object data, object buffers=None):
+        if type(data) is Message and (<Message>data)._layout is not None:
+            return self._decode_segmented(<Message>data, buffers)
         cdef Py_buffer* view
         cdef object base
         cdef const unsigned char* p
@@ -161,9 +180,38 @@ cdef class Decoder:
                 raise TypeError("loads needs a C-contiguous buffer")
             p = <const unsigned char*>view.buf
             n = view.len
-        return self._decode_message(p, n, base)
+        return self._decode_message(p, n, base, buffers)
 
-    cdef object _decode_message(self, const unsigned char* p, Py_ssize_t n, object base):
+    cdef object _decode_segmented(self, Message m, object buffers):
+        """A Message whose large payloads are references: decode its own bytes and take each
+        payload from its segment in place, without joining (loads(dumps(x)) copies nothing)."""
+        cdef list layout = m._layout
+        cdef Py_ssize_t nsegs = 0
+        for part in layout:
+            if type(part) is not tuple:
+                nsegs += 1
+        cdef SegRef* segs = <SegRef*>PyMem_Malloc(max(nsegs, 1) * sizeof(SegRef))
+        if segs == NULL:
+            raise MemoryError()
+        cdef Py_ssize_t own = 0, k = 0
+        cdef Py_buffer* view
+        try:
+            for part in layout:
+                if type(part) is tuple:
+                    own += <Py_ssize_t>part[1] - <Py_ssize_t>part[0]
+                else:
+                    view = PyMemoryView_GET_BUFFER(part)
+                    segs[k].at = own
+                    segs[k].ptr = <const unsigned char*>view.buf
+                    segs[k].len = view.len
+                    segs[k].base = <PyObject*>part
+                    k += 1
+            return self._decode_message(<const unsigned char*>m._buf, m._len, m, buffers, segs, nsegs, m._total)
+        finally:
+            PyMem_Free(segs)
+
+    cdef object _decode_message(self, const unsigned char* p, Py_ssize_t n, object base, object buffers,
+                                SegRef* segs=NULL, Py_ssize_t nsegs=0, Py_ssize_t total_len=-1):
         if n < HEADER_SIZE:
             _fail(f"message of {n} bytes is shorter than the 8-byte header", n)
         if p[0] > 1:
@@ -175,12 +223,14 @@ cdef class Decoder:
         if p[0] == 0:
             low = qw_bswap32(low)
         cdef uint64_t total = (<uint64_t>p[3] << 32) | low
-        if total != <uint64_t>n:
-            _fail(f"header says the message is {total} bytes, but {n} were given", 4)
+        if total_len < 0:
+            total_len = n
+        if total != <uint64_t>total_len:
+            _fail(f"header says the message is {total} bytes, but {total_len} were given", 4)
         if p[2] != 0:
             if p[2] > 2:
                 _fail(f"header byte 2 (compression) must be 0, 1 or 2, not {p[2]}", 2)
-            return self._decode_compressed(base)
+            return self._decode_compressed(base, buffers)
         cdef DState s
         s.buf = p
         s.pos = HEADER_SIZE
@@ -196,6 +246,18 @@ cdef class Decoder:
         s.rec_keys_len = 0
         s.rec_key_list = NULL
         s.ext = <PyObject*>self._ext if self._ext is not None else NULL
+        s.oob_count = 0
+        s.segs = segs
+        s.nsegs = nsegs
+        s.seg_i = 0
+        iterator = None
+        s.buffers = NULL
+        if buffers is not None:
+            try:
+                iterator = iter(buffers)
+            except TypeError:
+                raise TypeError(f"buffers must be an iterable of buffers, not {type(buffers).__name__}") from None
+            s.buffers = <PyObject*>iterator
         try:
             _need(&s, 1, "the type byte")
             if <int8_t>p[HEADER_SIZE] == QT_ERROR:
@@ -203,16 +265,18 @@ cdef class Decoder:
             result = _decode_item(&s, 0)
             if s.pos != s.end:
                 _fail(f"{s.end - s.pos} bytes left over after the message's value", s.pos)
+            if iterator is not None and next(iterator, _NO_BUFFER) is not _NO_BUFFER:
+                _fail(f"more out-of-band buffers were given than the message's {s.oob_count}", s.end)
             return result
         finally:
             symtab_free(&s.syms)
             Py_XDECREF(s.rec_key_list)
 
-    cdef object _decode_compressed(self, object data):
+    cdef object _decode_compressed(self, object data, object buffers):
         from qwire import compression
         kw = {} if self.max_decompressed_size is None else {"max_size": self.max_decompressed_size}
         plain = compression.decompress(data, **kw)
-        return self.decode(plain)
+        return self._decode(plain, buffers)
 
 
 cdef int _raise_q_error(DState* s) except -1:
@@ -250,9 +314,69 @@ cdef object _decode_item(DState* s, int depth):
         return _decode_table(s, start, depth)
     if QT_LAMBDA <= t <= QT_EACH_LEFT:
         return _decode_function(s, t, start, depth)
-    if t == QT_EXTENSION and s.ext != NULL:
-        return _decode_extension(s, start, depth)
+    if t == QT_EXTENSION:
+        if s.end - s.pos >= 1 and s.buf[s.pos] == EXT_OUT_OF_BAND:
+            return _decode_out_of_band(s, start)
+        if s.ext != NULL:
+            return _decode_extension(s, start, depth)
     _bad_type(t, start)
+
+
+cdef object _NO_BUFFER = object()
+
+
+cdef object _decode_out_of_band(DState* s, Py_ssize_t start):
+    """70 30, then a vector header whose elements are the next out-of-band buffer."""
+    s.pos += 1
+    _need(s, 6, "an out-of-band vector header")
+    cdef int code = <int8_t>s.buf[s.pos]
+    cdef int attr_byte = s.buf[s.pos + 1]
+    cdef int attr = attr_byte & 0x7F
+    s.pos += 2
+    if not (code == QT_BOOLEAN or code == QT_BYTE or code == QT_SHORT or code == QT_INT or code == QT_LONG
+            or code == QT_REAL or code == QT_FLOAT or code == QT_CHAR or code == QT_TIMESPAN):
+        _fail(f"an out-of-band vector cannot be of type {code}", start + 2, QT_EXTENSION)
+    if attr > MAX_ATTRIBUTE:
+        _fail(f"attribute byte {attr_byte:#04x} is not 0..4", start + 3, code)
+    cdef uint64_t n
+    if attr_byte & ATTR_LONG_COUNT:
+        _need(s, 8, "a vector count")
+        n = _rd_u64(s)
+    else:
+        _need(s, 4, "a vector count")
+        n = _rd_u32(s)
+    cdef Py_ssize_t index = s.oob_count
+    s.oob_count += 1
+    if s.buffers == NULL:
+        _fail("the message has out-of-band buffers; pass them with buffers=", start, QT_EXTENSION)
+    buf = next(<object>s.buffers, _NO_BUFFER)
+    if buf is _NO_BUFFER:
+        _fail(f"out-of-band buffer #{index} is missing (only {index} were given)", start, QT_EXTENSION)
+    try:
+        mv = PyMemoryView_FromObject(buf)
+    except TypeError:
+        _fail(f"out-of-band buffer #{index} is a {type(buf).__name__}, not a buffer", start, QT_EXTENSION)
+    cdef Py_buffer* view = PyMemoryView_GET_BUFFER(mv)
+    if not PyBuffer_IsContiguous(view, b'C'):
+        _fail(f"out-of-band buffer #{index} is not C-contiguous", start, QT_EXTENSION)
+    cdef uint64_t width = ELEMENT_WIDTH[code]
+    if n > <uint64_t>PY_SSIZE_T_MAX // width or <uint64_t>view.len != n * width:
+        _fail(f"out-of-band buffer #{index} has {view.len} bytes; the vector needs {n} x {width}", start, QT_EXTENSION)
+    cdef const unsigned char* p = <const unsigned char*>view.buf
+    cdef Py_ssize_t i
+    if code == QT_BOOLEAN:
+        for i in range(<Py_ssize_t>n):
+            if p[i] > 1:
+                _fail(f"out-of-band boolean buffer #{index} has byte {p[i]} at {i}", start, code)
+    if code == QT_CHAR:
+        value = PyBytes_FromStringAndSize(<const char*>p, <Py_ssize_t>n)
+    elif n == 0:
+        value = _empty_vector(code)
+    else:
+        value = _new_array(<cnp.dtype>_VIEW_DTYPES[code], <Py_ssize_t>n, <void*>p, mv)
+    s.last_code = code
+    s.last_attr = attr
+    return Vector(value, code, ATTRIBUTES[attr]) if attr else value
 
 
 cdef object _decode_extension(DState* s, Py_ssize_t start, int depth):
@@ -439,8 +563,11 @@ cdef object _decode_vector(DState* s, int code, Py_ssize_t start, int depth):
     elif code == QT_SYMBOL:
         value = _decode_symbols(s, n)
     elif code == QT_CHAR:
-        value = PyBytes_FromStringAndSize(<const char*>s.buf + s.pos, n)
-        s.pos += n
+        if _at_segment(s):
+            value = PyBytes_FromStringAndSize(<const char*>_take_segment(s, n), n)
+        else:
+            value = PyBytes_FromStringAndSize(<const char*>s.buf + s.pos, n)
+            s.pos += n
     else:
         value = _decode_fixed(s, code, n)
     s.last_code = code
@@ -518,13 +645,27 @@ cdef object _decode_symbols(DState* s, Py_ssize_t n):
     return arr
 
 
+cdef const unsigned char* _take_segment(DState* s, Py_ssize_t nbytes) except NULL:
+    cdef SegRef* seg = &s.segs[s.seg_i]
+    if seg.len != nbytes:
+        _fail(f"message segment has {seg.len} bytes where the vector needs {nbytes}", s.pos)
+    s.seg_i += 1
+    return seg.ptr
+
+
 cdef object _decode_fixed(DState* s, int code, Py_ssize_t n):
     cdef Py_ssize_t width = ELEMENT_WIDTH[code]
-    if n > (s.end - s.pos) // width:
-        _fail(f"vector of type {code} claims {n} items ({width} bytes each) but only {s.end - s.pos} bytes follow", s.pos - 4, code)
-    cdef const unsigned char* p = s.buf + s.pos
+    cdef const unsigned char* p
+    cdef object base = <object>s.base
     cdef Py_ssize_t i
-    s.pos += n * width
+    if _at_segment(s):
+        base = <object>s.segs[s.seg_i].base
+        p = _take_segment(s, n * width)
+    else:
+        if n > (s.end - s.pos) // width:
+            _fail(f"vector of type {code} claims {n} items ({width} bytes each) but only {s.end - s.pos} bytes follow", s.pos - 4, code)
+        p = s.buf + s.pos
+        s.pos += n * width
     if code == QT_BOOLEAN:
         for i in range(n):
             if p[i] > 1:
@@ -537,9 +678,9 @@ cdef object _decode_fixed(DState* s, int code, Py_ssize_t n):
     if descr is not None:
         if s.swap:
             return _swapped_copy(<cnp.dtype>descr, p, n)
-        return _new_array(<cnp.dtype>descr, n, <void*>p, <object>s.base)
+        return _new_array(<cnp.dtype>descr, n, <void*>p, base)
     if code == QT_TIMESTAMP:
-        return _decode_timestamps(s, p, n)
+        return _decode_timestamps(s, p, n, base)
     return _decode_int32_temporals(s, code, p, n)
 
 
@@ -570,7 +711,7 @@ cdef object _decode_guids(const unsigned char* p, Py_ssize_t n):
     return arr
 
 
-cdef object _decode_timestamps(DState* s, const unsigned char* p, Py_ssize_t n):
+cdef object _decode_timestamps(DState* s, const unsigned char* p, Py_ssize_t n, object base):
     """q timestamps (ns since 2000) -> datetime64[ns] (since 1970) in one pass; nulls and
     infinities unshifted. A value NumPy cannot hold makes the vector come back in q's raw units
     (Vector(int64s, 'timestamp'))."""
@@ -592,7 +733,7 @@ cdef object _decode_timestamps(DState* s, const unsigned char* p, Py_ssize_t n):
                 break
     if overflow:
         raw = (_swapped_copy(DT_I64, p, n) if swap else
-               _new_array(DT_I64, n, <void*>p, <object>s.base))
+               _new_array(DT_I64, n, <void*>p, base))
         return Vector(raw, QT_TIMESTAMP)
     return arr
 

@@ -145,7 +145,11 @@ cdef dict _STORAGE_DTYPE = {
 cdef class Encoder:
     """Writes Python values as q IPC messages; holds the options so hot loops pay for them once.
 
-    Encoder(msg_type="async", *, max_depth=256, zero_copy_threshold=65536, capability=6)
+    Encoder(msg_type="async", *, max_depth=256, zero_copy_threshold=65536, capability=6,
+            buffer_callback=None, oob_threshold=65536)
+    buffer_callback: pickle protocol 5's: called with a pickle.PickleBuffer for each vector of
+      at least oob_threshold bytes whose layout is NumPy's; a false return sends it out of band
+      (the message records only its header), a true one keeps it in band.
     `encode(obj) -> Message`. Safe to share between threads: an encode call keeps its state on
     the stack and in its own buffer.
     """
@@ -155,9 +159,12 @@ cdef class Encoder:
     cdef readonly Py_ssize_t zero_copy_threshold
     cdef readonly int capability
     cdef readonly object _ext      # extension handler: encode(obj) -> (code, payload) | None, refuse(obj, reason)
+    cdef readonly object _buffer_callback
+    cdef readonly Py_ssize_t oob_threshold
 
     def __init__(self, msg_type="async", *, max_depth=DEFAULT_MAX_DEPTH,
-                 zero_copy_threshold=DEFAULT_ZERO_COPY_THRESHOLD, capability=6, ext=None):
+                 zero_copy_threshold=DEFAULT_ZERO_COPY_THRESHOLD, capability=6, ext=None,
+                 buffer_callback=None, oob_threshold=DEFAULT_OOB_THRESHOLD):
         try:
             self.msg_type = MSG_TYPES[msg_type]
         except (KeyError, TypeError):
@@ -170,6 +177,10 @@ cdef class Encoder:
         self.zero_copy_threshold = max(<Py_ssize_t>zero_copy_threshold, 1)
         self.capability = capability
         self._ext = ext
+        if buffer_callback is not None and not callable(buffer_callback):
+            raise TypeError("buffer_callback must be callable")
+        self._buffer_callback = buffer_callback
+        self.oob_threshold = max(<Py_ssize_t>oob_threshold, 0)
 
     def __reduce__(self):
         return (_make_encoder, (self.msg_type, self.max_depth, self.zero_copy_threshold, self.capability, self._ext))
@@ -290,7 +301,7 @@ cdef class Encoder:
         if t is np.ndarray:
             return self._enc_array(w, <cnp.ndarray>obj, 0)
         if t is bytes:
-            return _w_char_vector(w, PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj), 0, self.capability)
+            return self._w_raw_vector(w, QT_CHAR, 0, obj, PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj))
         return self._enc_other(w, obj, t, depth)
 
     cdef int _enc_float(self, WState* w, double d) except -1:
@@ -378,24 +389,39 @@ cdef class Encoder:
         if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
             arr = np.ascontiguousarray(arr)
         cdef Py_ssize_t n = cnp.PyArray_DIMS(arr)[0]
-        _w_vector_head(w, code, attr, n, self.capability)
         if conv == 0:
-            return self._w_payload(w, arr, n * ELEMENT_WIDTH[code])
+            return self._w_raw_vector(w, code, attr, arr, <const char*>cnp.PyArray_DATA(arr), n)
+        _w_vector_head(w, code, attr, n, self.capability)
         if conv == 1:
             return _w_timestamps(w, <const int64_t*>cnp.PyArray_DATA(arr), n)
         return _w_int32_temporals(w, <const int64_t*>cnp.PyArray_DATA(arr), n, shift, code)
 
-    cdef int _w_payload(self, WState* w, cnp.ndarray arr, Py_ssize_t nbytes) except -1:
-        """Fixed-width elements: referenced (not copied) when large, else copied."""
+    cdef int _w_raw_vector(self, WState* w, int code, int attr, object source, const char* data, Py_ssize_t n) except -1:
+        """A vector whose elements are `source`'s bytes as they are (NumPy arrays of the q
+        layouts, bytes, PickleBuffer): out of band when the buffer callback says so, referenced
+        when large, else copied."""
+        cdef Py_ssize_t nbytes = n * ELEMENT_WIDTH[code]
+        if self._buffer_callback is not None and nbytes >= self.oob_threshold:
+            if not self._buffer_callback(PickleBuffer(source)):
+                # Out of band (docs/FORMAT.md): 70 30, then the vector's header, no elements.
+                _reserve(w, 2)
+                _put1(w, QT_EXTENSION)
+                _put1(w, EXT_OUT_OF_BAND)
+                return _w_vector_head(w, code, attr, n, self.capability)
+        _w_vector_head(w, code, attr, n, self.capability)
         if nbytes >= self.zero_copy_threshold:
-            return self._add_segment(w, arr.view(np.uint8), nbytes)
+            return self._add_segment(w, source, nbytes)
         _reserve(w, nbytes)
-        memcpy(w.buf + w.len, cnp.PyArray_DATA(arr), nbytes)
+        memcpy(w.buf + w.len, data, nbytes)
         w.len += nbytes
         return 0
 
     cdef int _add_segment(self, WState* w, object source, Py_ssize_t nbytes) except -1:
+        if type(source) is np.ndarray and (<cnp.ndarray>source).dtype.kind in "mM?":
+            source = (<cnp.ndarray>source).view(np.uint8)   # NumPy exports no buffer for these
         mv = PyMemoryView_FromObject(source)
+        if mv.ndim != 1 or mv.itemsize != 1:
+            mv = mv.cast("B")
         if w.layout == NULL:
             layout = []
             Py_INCREF(layout)
@@ -484,6 +510,8 @@ cdef class Encoder:
             return _w_time(w, obj)
         if t is Vector:
             return self._enc_vector(w, obj, depth)
+        if t is PickleBuffer:
+            return self._enc_pickle_buffer(w, obj)
         if t is Table:
             return self._enc_table(w, obj, depth)
         if t is Dict:
@@ -558,6 +586,15 @@ cdef class Encoder:
             return _w_timestamps(w, &raw, 1)
         return _w_int32_temporals(w, &raw, 1, info[2], code)
 
+    cdef int _enc_pickle_buffer(self, WState* w, object pb) except -1:
+        """A pickle.PickleBuffer is raw bytes: a q byte vector (it decodes as uint8 array)."""
+        try:
+            raw = pb.raw()
+        except BufferError as e:
+            raise EncodeError(f"a PickleBuffer must be contiguous to be written: {e}", PickleBuffer) from None
+        cdef Py_buffer* view = PyMemoryView_GET_BUFFER(raw)
+        return self._w_raw_vector(w, QT_BYTE, 0, raw, <const char*>view.buf, view.len)
+
     cdef int _enc_vector(self, WState* w, object vec, int depth) except -1:
         cdef int code = vec.type_code
         cdef int attr = ATTRIBUTE_CODES[vec.attr]
@@ -593,9 +630,7 @@ cdef class Encoder:
                 raise EncodeError(f"cannot write {arr.dtype} values as a q {vec.qtype} vector")
             arr = arr.astype(storage)
         arr = np.ascontiguousarray(arr)
-        cdef Py_ssize_t n = arr.shape[0]
-        _w_vector_head(w, code, attr, n, self.capability)
-        return self._w_payload(w, arr, n * ELEMENT_WIDTH[code])
+        return self._w_raw_vector(w, code, attr, arr, <const char*>cnp.PyArray_DATA(<cnp.ndarray>arr), arr.shape[0])
 
     cdef int _enc_table(self, WState* w, object table, int depth) except -1:
         if type(table) is not Table:
