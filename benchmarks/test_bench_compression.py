@@ -18,6 +18,7 @@ are sent uncompressed by kdb+, so for them the qwire number is the time it takes
 out, and there is nothing to decompress.
 """
 import os
+import platform
 import statistics
 import struct
 import sys
@@ -130,38 +131,49 @@ def test_decompress(benchmark, name, codec):
 # Script mode
 
 
-def _median_seconds(fn, arg, repeat):
+def _time(fn, arg):
+    t = time.perf_counter()
     fn(arg)
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn(arg)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return time.perf_counter() - t
 
 
-def main(repeat=9):
-    print(f"median of {repeat} runs; MB/s = uncompressed 10**6 bytes per second")
-    print(f"{'data':<11} {'MB':>6} | {'codec':<6} {'ratio':>7} {'compress':>9} {'decompress':>10}"
-          f" | {'comp x zlib':>11} {'decomp x zlib':>13}")
+def _machine():
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, zlib {zlib.ZLIB_VERSION}"
+
+
+def main(repeat=15):
+    """Codecs are interleaved round by round, so a busy machine slows both alike."""
+    print(f"{time.strftime('%Y-%m-%d')}  {_machine()}")
+    print(f"median of {repeat} interleaved rounds; MB/s = uncompressed 10**6 bytes per second")
+    print(f"{'data':<15} {'MB':>5} | {'qwire ratio':>11} {'compress':>9} {'decompress':>10} | "
+          f"{'zlib1 ratio':>11} {'compress':>9} {'decompress':>10} | {'comp x':>7} {'decomp x':>8}")
     for name in DATASETS:
         data = dataset(name)
         mb = len(data) / 1e6
-        speeds = {}
-        for codec, (comp, decomp) in CODECS.items():
-            z = compressed(name, codec)
-            c = mb / _median_seconds(comp, data, repeat)
-            d = mb / _median_seconds(decomp, z, repeat) if z is not None else None
-            speeds[codec] = (c, d)
-            ratio = f"{len(z) / len(data):.3f}" if z is not None else "abort"
-            dtext = f"{d:10.0f}" if d is not None else f"{'-':>10}"
-            rel = ""
-            if codec == "qwire":
-                pass
-            else:
-                qc, qd = speeds["qwire"]
-                rel = f" | {qc / c:10.2f}x {(qd / d if qd else float('nan')):12.2f}x"
-            print(f"{name:<11} {mb:6.1f} | {codec:<6} {ratio:>7} {c:9.0f} {dtext}{rel}")
+        zq, zz = compressed(name, "qwire"), compressed(name, "zlib1")
+        jobs = {"qc": (CODECS["qwire"][0], data), "zc": (CODECS["zlib1"][0], data),
+                "zd": (CODECS["zlib1"][1], zz)}
+        if zq is not None:
+            jobs["qd"] = (CODECS["qwire"][1], zq)
+        times = {key: [] for key in jobs}
+        for fn, arg in jobs.values():
+            fn(arg)
+        for _ in range(repeat):
+            for key, (fn, arg) in jobs.items():
+                times[key].append(_time(fn, arg))
+        speed = {key: mb / statistics.median(ts) for key, ts in times.items()}
+        q_ratio = f"{len(zq) / len(data):.3f}" if zq is not None else "abort"
+        q_dec = f"{speed['qd']:10.0f}" if zq is not None else f"{'-':>10}"
+        d_rel = f"{speed['qd'] / speed['zd']:7.2f}x" if zq is not None else f"{'-':>8}"
+        print(f"{name:<15} {mb:5.1f} | {q_ratio:>11} {speed['qc']:9.0f} {q_dec} | "
+              f"{len(zz) / len(data):11.3f} {speed['zc']:9.0f} {speed['zd']:10.0f} | "
+              f"{speed['qc'] / speed['zc']:6.2f}x {d_rel}")
 
 
 if __name__ == "__main__":
