@@ -118,6 +118,7 @@ def _qwire(obj) -> list[Contender]:
                 QWIRE_COMPRESSED_NOTE,
             )
         )
+    contenders += _qwire_out_of_band(qwire, obj)
     if is_dataframe(obj) and hasattr(decoded, "to_pandas"):
         try:
             decoded.to_pandas()
@@ -133,6 +134,25 @@ def _qwire(obj) -> list[Contender]:
             )
         )
     return contenders
+
+
+def _qwire_out_of_band(qwire, obj) -> list[Contender]:
+    """pickle-5 style out-of-band buffers, where qwire sends any (a qwire extension, not plain q)."""
+    buffers: list = []
+    try:
+        header = bytes(qwire.dumps(obj, buffer_callback=buffers.append))
+    except TypeError:  # a qwire without buffer_callback
+        return []
+    if not buffers:
+        return []
+
+    def encode_out_of_band():
+        out: list = []
+        return qwire.dumps(obj, buffer_callback=out.append), out
+
+    size = len(header) + sum(memoryview(b).nbytes for b in buffers)
+    note = "dumps(x, buffer_callback=...) / loads(b, buffers=...): pickle-5 style, large vectors out of band"
+    return [Contender("qwire oob", encode_out_of_band, lambda: qwire.loads(header, buffers=buffers), size, note)]
 
 
 def _pickle(obj) -> list[Contender]:
