@@ -455,6 +455,8 @@ def compress(data, Py_ssize_t min_total=0, int variant=0):
             return None
         if variant == 0:
             variant = 2 if <uint64_t>total >= _VARIANT_B_FROM else 1
+        elif variant == 1 and <uint64_t>total >= _VARIANT_B_FROM:
+            raise ValueError("variant 1 cannot state an uncompressed length of 2**32 or more")
         start = 12 if variant == 1 else 16
         if start > (total >> 1) - GROUP:
             return None                         # aborts at the first group: skip the allocation
