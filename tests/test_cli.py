@@ -274,6 +274,24 @@ def test_inspect_walks_extension_records():
     assert "  16  07                           payload: long vector (type 7)" in layout
 
 
+def test_inspect_shows_out_of_band_vectors():
+    import numpy as np
+    import qwire
+
+    buffers = []
+    try:
+        msg = qwire.dumps({"a": np.arange(100_000.0), "b": 1}, buffer_callback=buffers.append)
+    except TypeError:
+        pytest.skip("this qwire has no out-of-band buffers")
+    assert len(buffers) == 1
+    result = run_cli("inspect", "-", stdin=bytes(msg))
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode() == "`a`b!(<out-of-band float vector, 100,000 items: buffer 0>;1)\n"
+    layout = run_cli("inspect", "--layout", "-", stdin=bytes(msg)).stdout.decode()
+    assert "extension code: 48 (out-of-band vector)" in layout
+    assert "elements: out of band, buffer 0 (800,000 bytes)" in layout
+
+
 # ---- inspect: layout -----------------------------------------------------------------------------
 
 

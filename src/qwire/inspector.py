@@ -34,6 +34,7 @@ FUNCTION_NAMES = {
     112: "qwire extension record", 127: "sorted dictionary", -128: "error",
 }
 SMALLEST_ITEM = 2  # bytes: every item takes at least a type byte and one more
+OUT_OF_BAND = 0x30  # extension code of a vector whose elements travel out of band (docs/FORMAT.md)
 
 
 class InspectError(Exception):
@@ -71,7 +72,8 @@ class Node:
     values: list = field(default_factory=list)  # an atom's value, or a vector's first items
     children: list = field(default_factory=list)  # kept sub-items (lists, dicts, functions)
     text: bytes = b""  # symbol atom, lambda context, error text
-    code: int = 0  # primitive code byte
+    code: int = 0  # primitive or extension code byte
+    buffer: int | None = None  # for an out-of-band vector: the index of its buffer
 
     @property
     def kept_all(self) -> bool:
@@ -88,6 +90,7 @@ class Walker:
         self.order = order
         self.max_items = max_items if max_items > 0 else sys.maxsize
         self.max_depth = max_depth
+        self.buffers = 0  # out-of-band vectors seen so far (their buffers come in this order)
 
     # -- primitives ---------------------------------------------------------------------------------
     def need(self, pos: int, n: int, what: str) -> None:
@@ -148,10 +151,11 @@ class Walker:
         if 106 <= t <= 111:
             func = self.item(pos + 1, depth + 1)
             return Node(pos, t, end=func.end, children=[func])
-        if t == 112:  # qwire extension record: 70, a code byte, one item (the payload)
+        if t == 112:  # qwire extension record: 70, a code byte, then its payload
             self.need(pos + 1, 1, "extension record code")
-            payload = self.item(pos + 2, depth + 1)
-            return Node(pos, t, end=payload.end, code=self.buf[pos + 1], children=[payload])
+            code = self.buf[pos + 1]
+            payload = self.out_of_band(pos + 2) if code == OUT_OF_BAND else self.item(pos + 2, depth + 1)
+            return Node(pos, t, end=payload.end, code=code, children=[payload])
         if 20 <= t <= 76 or -76 <= t <= -20:
             raise InspectError(f"enumeration (type {t}) cannot travel over IPC", pos)
         if 77 <= t <= 97:
@@ -179,12 +183,29 @@ class Walker:
         raw = self.buf[pos : pos + n * width]
         return [raw[i : i + width] for i in range(0, len(raw), width)] if width > 1 else list(raw)
 
-    def vector(self, pos: int, t: int, depth: int, keep_all: bool = False) -> Node:
+    def vector_head(self, pos: int, t: int) -> Node:
+        """A vector's type, attribute and count; data_offset is where its elements start."""
         node = self.attribute(pos, t)
         self.need(pos + 2, 1, f"{type_name(t)} count")
         node.count_width = 8 if self.buf[pos + 1] & 0x80 else 4
         node.count = self.unpack("Q" if node.count_width == 8 else "I", pos + 2, f"{type_name(t)} count")
-        data = node.data_offset = pos + 2 + node.count_width
+        node.data_offset = node.end = pos + 2 + node.count_width
+        return node
+
+    def out_of_band(self, pos: int) -> Node:
+        """The payload of an out-of-band record: a vector's head alone; its elements travel in
+        the next of the buffers passed beside the message."""
+        self.need(pos, 1, "out-of-band vector type")
+        t = self.buf[pos]
+        if t not in WIDTHS:
+            raise InspectError(f"out-of-band record of {type_name(t)}, not a fixed-width vector", pos)
+        node = self.vector_head(pos, t)
+        node.buffer, self.buffers = self.buffers, self.buffers + 1
+        return node
+
+    def vector(self, pos: int, t: int, depth: int, keep_all: bool = False) -> Node:
+        node = self.vector_head(pos, t)
+        data = node.data_offset
         left = self.end - data
         if t == 0:
             node.end = self.items(node, data, node.count, depth)
@@ -539,6 +560,8 @@ def _dict_text(n: Node) -> str:
 def render_q(n: Node) -> str:
     """`n` in q notation, e.g. `a`b!(1;2.5), 1 2 3j, ([] a:1 2j; b:`x`y), {x+y}, 0Nj."""
     t = n.type_code
+    if n.buffer is not None:
+        return f"<out-of-band {type_name(t)}, {n.count:,} items: buffer {n.buffer}>"
     if t == -128:
         return "'" + n.text.decode("utf-8", "replace")
     if t == -11:
@@ -557,6 +580,8 @@ def render_q(n: Node) -> str:
     if t in (99, 127):
         return _dict_text(n)
     if t == 112:
+        if n.code == OUT_OF_BAND:
+            return render_q(n.children[0])
         return f"<extension record at byte {n.offset}: code {n.code}, {render_q(n.children[0])}>"
     return _function_text(n)
 
@@ -604,7 +629,11 @@ class _Layout:
         if n.count_width:
             self.row(n.data_offset - n.count_width if t < 20 else n.offset + 1, n.count_width,
                      f"count: {n.count:,}" + (" (8-byte form)" if n.count_width == 8 else ""), depth + 1)
-        if 1 <= t <= 19:
+        if n.buffer is not None:
+            size = n.count * WIDTHS[t]
+            self.lines.append(f"{' ' * self.width}  {'':<{3 * HEX_PER_ROW - 1}}  {'  ' * (depth + 1)}"
+                              f"elements: out of band, buffer {n.buffer} ({_plural(size, 'byte')})")
+        elif 1 <= t <= 19:
             size = n.end - n.data_offset
             self.row(n.data_offset, size, f"elements ({_plural(size, 'byte')}): {_preview(render_q(n))}", depth + 1)
         elif t == 100:
@@ -614,7 +643,8 @@ class _Layout:
         elif 101 <= t <= 103:
             self.row(n.offset + 1, 1, f"code: {n.code} ({render_q(n) or 'elided argument'})", depth + 1)
         elif t == 112:
-            self.row(n.offset + 1, 1, f"extension code: {n.code}", depth + 1)
+            kind = " (out-of-band vector)" if n.code == OUT_OF_BAND else ""
+            self.row(n.offset + 1, 1, f"extension code: {n.code}{kind}", depth + 1)
             self.node(n.children[0], depth + 1, "payload: ")
         else:
             roles = _child_roles(n)
