@@ -7,6 +7,7 @@ The module is one compiled unit; this file is its table of contents:
   message.pxi    Message: the result of dumps (buffer protocol, segments, vectored writes)
   encode.pxi     Encoder: Python values -> q bytes
   symtab.pxi     per-call symbol intern table used by the decoder
+  stream.pxi     receive buffers (aligned, growing), the stream state behind Decoder.feed
   decode.pxi     Decoder: q bytes -> Python values
   api.pxi        dumps and loads
 """
@@ -36,7 +37,7 @@ from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.string cimport memchr, memcmp, memcpy
+from libc.string cimport memchr, memcmp, memcpy, memmove
 
 from qwire.errors import DecodeError, EncodeError, QError
 from qwire.qtypes import ATTRIBUTE_CODES, ATTRIBUTES
@@ -87,5 +88,6 @@ include "cutil.pxi"
 include "message.pxi"
 include "encode.pxi"
 include "symtab.pxi"
+include "stream.pxi"
 include "decode.pxi"
 include "api.pxi"

@@ -141,17 +141,71 @@ cdef class Decoder:
 
     cdef readonly int max_depth
     cdef readonly object max_decompressed_size
+    cdef readonly object max_message_size
     cdef readonly object _ext
+    cdef _Stream _stream
 
-    def __init__(self, *, max_depth=DEFAULT_MAX_DEPTH, max_decompressed_size=None, ext=None):
+    def __init__(self, *, max_depth=DEFAULT_MAX_DEPTH, max_decompressed_size=None, ext=None,
+                 max_message_size=None):
         if not 1 <= max_depth <= 100000:
             raise ValueError("max_depth must be between 1 and 100000")
         self.max_depth = max_depth
         self.max_decompressed_size = max_decompressed_size
+        self.max_message_size = max_message_size
         self._ext = ext
+        self._stream = None
+
+    # ---- streams: feed bytes as they arrive, iterate complete messages -----------------------
+
+    def feed(self, data):
+        """Take the next bytes of a stream of messages (any chunking, down to one byte at a
+        time). Complete messages are decoded by iterating over the decoder. A malformed header
+        raises DecodeError here; the stream cannot continue after one."""
+        if self._stream is None:
+            self._stream = _Stream()
+        cdef _Stream st = self._stream
+        cdef const unsigned char[::1] src = memoryview(data).cast("B")
+        cdef Py_ssize_t pos = 0, n = src.shape[0], k
+        while pos < n:
+            if st.current is None:
+                k = min(HEADER_SIZE - st.hdr_len, n - pos)
+                memcpy(st.hdr + st.hdr_len, &src[pos], k)
+                st.hdr_len += k
+                pos += k
+                if st.hdr_len < HEADER_SIZE:
+                    break
+                try:
+                    total = _parse_header(st.hdr, self.max_message_size)
+                except DecodeError as e:
+                    raise DecodeError(f"stream: {e.reason}", st.consumed + e.offset) from None
+                st.current = Receiver(PyBytes_FromStringAndSize(<const char*>st.hdr, HEADER_SIZE), total)
+                st.hdr_len = 0
+            k = st.current.write(src[pos:])
+            pos += k
+            if st.current.filled == st.current.total:
+                st.consumed += st.current.total
+                st.ready.append(st.current.finish())
+                st.current = None
+        return None
+
+    @property
+    def pending(self):
+        """Bytes received towards the next, incomplete message."""
+        if self._stream is None:
+            return 0
+        return self._stream.hdr_len + (0 if self._stream.current is None else self._stream.current.filled)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        """Decode the next complete message fed so far (StopIteration when there is none yet)."""
+        if self._stream is None or not self._stream.ready:
+            raise StopIteration
+        return self._decode(self._stream.ready.popleft(), None)
 
     def __reduce__(self):
-        return (_make_decoder, (self.max_depth, self.max_decompressed_size, self._ext))
+        return (_make_decoder, (self.max_depth, self.max_decompressed_size, self._ext, self.max_message_size))
 
     def decode(self, data, buffers=None):
         """Deserialize one message. Raises DecodeError on malformed input and QError when the
@@ -936,5 +990,6 @@ cdef object _decode_function(DState* s, int t, Py_ssize_t start, int depth):
 cdef tuple _ITERATOR_KINDS = ("'", "/", "\\", "':", "/:", "\\:")
 
 
-def _make_decoder(max_depth, max_decompressed_size, ext):
-    return Decoder(max_depth=max_depth, max_decompressed_size=max_decompressed_size, ext=ext)
+def _make_decoder(max_depth, max_decompressed_size, ext, max_message_size=None):
+    return Decoder(max_depth=max_depth, max_decompressed_size=max_decompressed_size, ext=ext,
+                   max_message_size=max_message_size)

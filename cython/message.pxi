@@ -141,7 +141,11 @@ cdef class Message:
         nseg = 1 if self._layout is None else len(self._layout)
         return f"<qwire.Message {self._total} bytes, type {self.msg_type}, {nseg} segment(s)>"
 
-    def __reduce__(self):
+    def __reduce_ex__(self, protocol):
+        # Protocol 5 hands the bytes to pickle as a PickleBuffer: out of band when the pickler
+        # has a buffer_callback, with no intermediate bytes object otherwise.
+        if protocol >= 5:
+            return (_message_from_bytes, (PickleBuffer(self),))
         return (_message_from_bytes, (bytes(self),))
 
 

@@ -9,6 +9,7 @@
 C-contiguous buffer, a `Message` or an mmap. See docs/TYPES.md for the type mapping.
 """
 from ._api import Decoder, Encoder, Message, dump, dumps, load, loads
+from .io import MessageLog, iter_load
 from .errors import DecodeError, EncodeError, QError, QWireError
 from .qtypes import QType
 from .values import (
@@ -35,6 +36,8 @@ __all__ = [
     "loads",
     "dump",
     "load",
+    "iter_load",
+    "MessageLog",
     "Encoder",
     "Decoder",
     "Message",

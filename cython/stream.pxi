@@ -1,0 +1,215 @@
+# Receiving messages: an aligned receive buffer that grows with the bytes actually received,
+# the stream decoder behind Decoder.feed, and a structure walk that finds the largest vector.
+
+cdef enum:
+    ALIGNMENT = 64
+    RECEIVE_INITIAL = 1 << 20      # bytes allocated before the sender has proved more
+
+
+cdef Py_ssize_t _skip_item(const unsigned char* b, Py_ssize_t pos, Py_ssize_t end, bint swap, int depth,
+                           Py_ssize_t* best_at, Py_ssize_t* best_len) noexcept:
+    """The offset after the item at pos, or -1 if malformed; records the largest fixed-width
+    vector payload seen. Mirrors the decoder's grammar without building anything."""
+    cdef int t, i
+    cdef uint32_t u32
+    cdef uint64_t n
+    cdef Py_ssize_t w
+    cdef const void* z
+    if depth > 256 or pos >= end:
+        return -1
+    t = <int8_t>b[pos]
+    pos += 1
+    if t < 0:
+        if t == -QT_SYMBOL or t == QT_ERROR:
+            z = memchr(b + pos, 0, end - pos)
+            return -1 if z == NULL else (<const unsigned char*>z - b) + 1
+        if t < -19 or t == -3:
+            return -1
+        return pos + ELEMENT_WIDTH[-t]
+    if t <= 19:
+        if t == 3 or end - pos < 6:
+            return -1
+        if b[pos] & ATTR_LONG_COUNT:
+            if end - pos < 10:
+                return -1
+            memcpy(&n, b + pos + 1, 8)
+            if swap:
+                n = qw_bswap64(n)
+            pos += 9
+        else:
+            memcpy(&u32, b + pos + 1, 4)
+            n = qw_bswap32(u32) if swap else u32
+            pos += 5
+        if n > <uint64_t>(end - pos):
+            return -1
+        if t == QT_LIST:
+            for i in range(<Py_ssize_t>n):
+                pos = _skip_item(b, pos, end, swap, depth + 1, best_at, best_len)
+                if pos < 0:
+                    return -1
+            return pos
+        if t == QT_SYMBOL:
+            for i in range(<Py_ssize_t>n):
+                z = memchr(b + pos, 0, end - pos)
+                if z == NULL:
+                    return -1
+                pos = (<const unsigned char*>z - b) + 1
+            return pos
+        w = ELEMENT_WIDTH[t]
+        if n > <uint64_t>((end - pos) // w):
+            return -1
+        if <Py_ssize_t>n * w > best_len[0]:
+            best_len[0] = <Py_ssize_t>n * w
+            best_at[0] = pos
+        return pos + <Py_ssize_t>n * w
+    if t == QT_TABLE:
+        return _skip_item(b, pos + 1, end, swap, depth + 1, best_at, best_len)
+    if t == QT_DICT or t == QT_SORTED_DICT:
+        pos = _skip_item(b, pos, end, swap, depth + 1, best_at, best_len)
+        return -1 if pos < 0 else _skip_item(b, pos, end, swap, depth + 1, best_at, best_len)
+    if t == QT_LAMBDA:
+        z = memchr(b + pos, 0, end - pos)
+        return -1 if z == NULL else _skip_item(b, (<const unsigned char*>z - b) + 1, end, swap, depth + 1, best_at, best_len)
+    if QT_UNARY_PRIMITIVE <= t <= QT_ITERATOR:
+        return pos + 1
+    if t == QT_PROJECTION or t == QT_COMPOSITION:
+        if end - pos < 4:
+            return -1
+        memcpy(&u32, b + pos, 4)
+        n = qw_bswap32(u32) if swap else u32
+        pos += 4
+        for i in range(<Py_ssize_t>min(n, <uint64_t>(end - pos))):
+            pos = _skip_item(b, pos, end, swap, depth + 1, best_at, best_len)
+            if pos < 0:
+                return -1
+        return pos
+    if QT_EACH <= t <= QT_EACH_LEFT:
+        return _skip_item(b, pos, end, swap, depth + 1, best_at, best_len)
+    if t == QT_EXTENSION:
+        if pos >= end:
+            return -1
+        if b[pos] == EXT_OUT_OF_BAND:
+            return pos + 1 + (10 if end - pos > 2 and b[pos + 2] & ATTR_LONG_COUNT else 6)
+        return _skip_item(b, pos + 1, end, swap, depth + 1, best_at, best_len)
+    return -1
+
+
+def largest_vector_payload(data):
+    """(offset, nbytes) of the largest fixed-width vector payload in a whole message, or
+    (-1, 0) when there is none or the message is malformed. Used to place receive buffers."""
+    cdef const unsigned char[::1] mv = memoryview(data).cast("B")
+    cdef Py_ssize_t at = -1, length = 0
+    if mv.shape[0] < HEADER_SIZE + 1 or mv[2] != 0:
+        return (-1, 0)
+    if _skip_item(&mv[0], HEADER_SIZE, mv.shape[0], mv[0] == 0, 0, &at, &length) < 0:
+        return (-1, 0)
+    return (at, length)
+
+
+cdef class Receiver:
+    """The bytes of one message as they arrive, in a buffer that grows with what was received
+    (a header's claimed length allocates nothing by itself) and that is finally placed so that the
+    payload of the message's largest vector is 64-byte aligned."""
+
+    cdef cnp.ndarray _store        # uint8 storage; the message lives at _store[_start:_start+_total]
+    cdef Py_ssize_t _start
+    cdef readonly Py_ssize_t total
+    cdef readonly Py_ssize_t filled
+
+    def __init__(self, header, Py_ssize_t total):
+        self.total = total
+        self._start = 0
+        self._store = np.empty(min(total, <Py_ssize_t>RECEIVE_INITIAL) + ALIGNMENT, dtype=np.uint8)
+        self.filled = 0
+        self.write(header)
+
+    cdef void _ensure(self, Py_ssize_t need):
+        cdef Py_ssize_t cap = self._store.shape[0] - ALIGNMENT
+        if need <= cap:
+            return
+        cdef Py_ssize_t newcap = min(max(cap * 2, need), self.total)
+        fresh = np.empty(newcap + ALIGNMENT, dtype=np.uint8)
+        fresh[:self.filled] = self._store[self._start:self._start + self.filled]
+        self._store = fresh
+        self._start = 0
+
+    def write(self, data):
+        """Append up to the rest of the message from data; returns how many bytes were taken."""
+        cdef const unsigned char[::1] src = memoryview(data).cast("B")
+        cdef Py_ssize_t k = min(src.shape[0], self.total - self.filled)
+        if k <= 0:
+            return 0
+        self._ensure(self.filled + k)
+        memcpy(<char*>cnp.PyArray_DATA(self._store) + self._start + self.filled, &src[0], k)
+        self.filled += k
+        return k
+
+    def writable(self, Py_ssize_t limit=1 << 24):
+        """A writable view of the next bytes to fill (for readinto); call commit(k) after."""
+        cdef Py_ssize_t k = min(self.total - self.filled, limit)
+        self._ensure(self.filled + k)
+        return memoryview(self._store)[self._start + self.filled:self._start + self.filled + k]
+
+    def commit(self, Py_ssize_t k):
+        self.filled += k
+
+    def finish(self):
+        """The complete message as a read-only memoryview, aligned for its largest vector."""
+        if self.filled != self.total:
+            raise DecodeError(f"message incomplete: {self.filled} of {self.total} bytes", self.filled)
+        cdef Py_ssize_t at, length
+        cdef char* base = <char*>cnp.PyArray_DATA(self._store)
+        at, length = largest_vector_payload(memoryview(self._store)[self._start:self._start + self.total])
+        cdef Py_ssize_t want = self._start
+        if at >= 0:
+            want = (ALIGNMENT - ((<size_t>base + at) % ALIGNMENT)) % ALIGNMENT
+            if want != self._start:
+                memmove(base + want, base + self._start, self.total)
+                self._start = want
+        out = memoryview(self._store)[self._start:self._start + self.total].toreadonly()
+        self._store = None
+        return out
+
+
+cdef object _parse_header(const unsigned char* h, object limit):
+    """The total length a message header announces; DecodeError if it cannot be a message."""
+    if h[0] > 1:
+        raise DecodeError(f"header byte 0 must be 1 (little-endian) or 0 (big-endian), not {h[0]}", 0)
+    if h[1] > 2:
+        raise DecodeError(f"header byte 1 (message type) must be 0, 1 or 2, not {h[1]}", 1)
+    if h[2] > 2:
+        raise DecodeError(f"header byte 2 (compression) must be 0, 1 or 2, not {h[2]}", 2)
+    cdef uint32_t low
+    memcpy(&low, h + 4, 4)
+    if h[0] == 0:
+        low = qw_bswap32(low)
+    cdef uint64_t total = (<uint64_t>h[3] << 32) | low
+    if total < HEADER_SIZE + 1:
+        raise DecodeError(f"header says the message is {total} bytes; a message is at least 9", 4)
+    if limit is not None and total > <uint64_t>limit:
+        raise DecodeError(f"message of {total} bytes exceeds max_message_size={limit}", 4)
+    return <Py_ssize_t>total
+
+
+def read_header_length(header, limit=None):
+    cdef const unsigned char[::1] h = memoryview(header).cast("B")
+    if h.shape[0] < HEADER_SIZE:
+        raise DecodeError(f"a header is 8 bytes, got {h.shape[0]}", h.shape[0])
+    return _parse_header(&h[0], limit)
+
+
+cdef class _Stream:
+    """Decoder.feed's state: the header being collected, the message being received, and the
+    complete messages not yet decoded."""
+    cdef unsigned char hdr[8]
+    cdef int hdr_len
+    cdef Receiver current
+    cdef object ready            # collections.deque of complete message buffers
+    cdef Py_ssize_t consumed     # bytes taken so far (for error offsets)
+
+    def __cinit__(self):
+        self.hdr_len = 0
+        self.current = None
+        self.consumed = 0
+        import collections
+        self.ready = collections.deque()
