@@ -14,8 +14,8 @@ def _compress_message(msg, mode):
     if mode not in (True, "auto"):
         raise ValueError(f"compress must be False, True or 'auto', not {mode!r}")
     threshold = compression.KDB_COMPRESSION_THRESHOLD if mode == "auto" else None
-    out = compression.compress(msg, threshold=threshold)
-    return _message_from_bytes(out) if compression.is_compressed(out) else msg
+    out = compression.try_compress(msg, threshold=threshold)
+    return msg if out is None else _message_from_bytes(out)
 
 
 def dump(obj, file, **kwargs) -> int:
