@@ -82,7 +82,7 @@ class Node:
 
 
 class Walker:
-    """Reads items from `buf[start:end]` in byte order `order` ('<' or '>')."""
+    """Reads items from `buf`, never past `end`, in byte order `order` ('<' or '>')."""
 
     def __init__(self, buf: bytes, end: int, order: str, max_items: int, max_depth: int):
         self.buf = buf
@@ -712,6 +712,9 @@ def format_layout(msg: Message, number: int) -> str:
 
 
 def inspect_command(args) -> int:
+    if args.max_depth < 1:
+        print("qwire inspect: --max-depth must be at least 1", file=sys.stderr)
+        return 2
     try:
         if args.file == "-":
             data = sys.stdin.buffer.read()
