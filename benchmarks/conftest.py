@@ -16,6 +16,7 @@ from qwire._bench.workloads import WORKLOADS
 LIBRARY_OF = {
     "qwire": "qwire",
     "qwire copy": "qwire",
+    "qwire to pandas": "qwire",
     "pickle-5": "pickle",
     "pickle-5 oob": "pickle",
     "msgspec": "msgspec",
