@@ -402,7 +402,7 @@ cdef class Encoder:
         when large, else copied."""
         cdef Py_ssize_t nbytes = n * ELEMENT_WIDTH[code]
         if self._buffer_callback is not None and nbytes >= self.oob_threshold:
-            if not self._buffer_callback(PickleBuffer(source)):
+            if not self._buffer_callback(PickleBuffer(_exportable(source))):
                 # Out of band (docs/FORMAT.md): 70 30, then the vector's header, no elements.
                 _reserve(w, 2)
                 _put1(w, QT_EXTENSION)
@@ -417,9 +417,7 @@ cdef class Encoder:
         return 0
 
     cdef int _add_segment(self, WState* w, object source, Py_ssize_t nbytes) except -1:
-        if type(source) is np.ndarray and (<cnp.ndarray>source).dtype.kind in "mM?":
-            source = (<cnp.ndarray>source).view(np.uint8)   # NumPy exports no buffer for these
-        mv = PyMemoryView_FromObject(source)
+        mv = PyMemoryView_FromObject(_exportable(source))
         if mv.ndim != 1 or mv.itemsize != 1:
             mv = mv.cast("B")
         if w.layout == NULL:
@@ -791,6 +789,14 @@ cdef int _w_int32_temporals(WState* w, const int64_t* src, Py_ssize_t n, int64_t
         raise EncodeError(f"value {src[bad]} is outside the range of q's 32-bit type {code}")
     w.len += 4 * n
     return 0
+
+
+cdef object _exportable(object source):
+    """source, or a uint8 view of it when NumPy exports no buffer for its dtype (datetime64,
+    timedelta64)."""
+    if type(source) is np.ndarray and (<cnp.ndarray>source).dtype.kind in "mM":
+        return (<cnp.ndarray>source).view(np.uint8)
+    return source
 
 
 cdef str _qualname(type t):

@@ -1,0 +1,134 @@
+"""The public API: input kinds, options, error types, and the constants' single source."""
+import datetime as dt
+import io
+import mmap
+import uuid
+
+import numpy as np
+import pytest
+
+import qwire
+from qwire import _core
+from qwire.qtypes import QType
+
+
+def test_type_codes_agree_between_python_and_the_core():
+    assert {k: int(v) for k, v in _core.TYPE_CODES.items()} == {
+        k: int(QType[k]) if k in QType.__members__ else None for k in _core.TYPE_CODES
+    }
+    named = {m.name for m in QType}
+    assert {"LIST", "SYMBOL", "TABLE", "DICT", "ERROR", "EXTENSION"} <= named
+
+
+@pytest.mark.parametrize("msg_type, byte", [("async", 0), ("sync", 1), ("response", 2), (1, 1)])
+def test_msg_type_sets_header_byte_1(msg_type, byte):
+    m = qwire.dumps("x", msg_type=msg_type)
+    assert bytes(m)[:4] == bytes([1, byte, 0, 0])
+
+
+def test_bad_msg_type_is_a_value_error():
+    with pytest.raises(ValueError):
+        qwire.dumps(1, msg_type="later")
+
+
+def test_loads_accepts_every_buffer_kind(tmp_path):
+    value = {"a": np.arange(5), "b": "c"}
+    raw = bytes(qwire.dumps(value))
+    path = tmp_path / "m"
+    path.write_bytes(raw)
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    inputs = [raw, bytearray(raw), memoryview(raw), qwire.dumps(value), mm, np.frombuffer(raw, np.uint8)]
+    for data in inputs:
+        got = qwire.loads(data)
+        assert got.keys() == value.keys() and np.array_equal(got["a"], value["a"])
+
+
+def test_loads_refuses_non_buffers_and_non_contiguous_buffers():
+    with pytest.raises(TypeError):
+        qwire.loads("not bytes")
+    raw = np.frombuffer(bytes(qwire.dumps(1)) * 2, np.uint8)[::2]
+    with pytest.raises(TypeError, match="contiguous"):
+        qwire.loads(raw)
+
+
+def test_decoded_vectors_are_read_only_views_that_keep_the_input_alive():
+    data = bytearray(qwire.dumps(np.arange(1000, dtype=np.float64)))
+    arr = qwire.loads(data)
+    assert not arr.flags.writeable
+    assert np.shares_memory(arr, np.frombuffer(data, np.uint8))
+    del data
+    assert arr.sum() == 499500.0  # still valid: the view holds the buffer
+
+
+def test_in_band_dumps_then_loads_shares_memory_with_the_source():
+    arr = np.random.default_rng(0).random(1 << 17)
+    back = qwire.loads(qwire.dumps(arr))
+    assert np.shares_memory(back, arr)
+
+
+def test_encoder_and_decoder_objects_hold_options():
+    enc = qwire.Encoder("sync", max_depth=3)
+    dec = qwire.Decoder(max_depth=3)
+    assert bytes(enc.encode([[1]]))[1] == 1
+    with pytest.raises(qwire.EncodeError, match="max_depth"):
+        enc.encode([[[[1]]]])
+    deep = bytes(qwire.dumps([[[[1]]]]))
+    with pytest.raises(qwire.DecodeError, match="max_depth"):
+        dec.decode(deep)
+    assert qwire.Decoder().decode(deep) == [[[[1]]]]
+
+
+def test_errors_subclass_the_builtins():
+    assert issubclass(qwire.DecodeError, ValueError) and issubclass(qwire.DecodeError, qwire.QWireError)
+    assert issubclass(qwire.EncodeError, TypeError) and issubclass(qwire.EncodeError, qwire.QWireError)
+
+
+def test_q_errors_both_ways():
+    m = qwire.dumps(qwire.QError("type"), msg_type="response")
+    assert bytes(m) == bytes.fromhex("010200000e000000807479706500")
+    with pytest.raises(qwire.QError) as e:
+        qwire.loads(m)
+    assert e.value.text == "type"
+    with pytest.raises(qwire.EncodeError, match="whole message"):
+        qwire.dumps([qwire.QError("nested")])
+
+
+@pytest.mark.parametrize("obj", [object(), {1, 2}, (1, 2), 2**64, dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc),
+                                 np.zeros((2, 2)), np.int8(1), lambda: 1])
+def test_unsupported_objects_name_their_type(obj):
+    with pytest.raises(qwire.EncodeError) as e:
+        qwire.dumps(obj, q_compatible=True) if "q_compatible" in _dumps_params() else qwire.dumps(obj)
+    assert e.value.obj_type is not None or type(obj).__name__ in str(e.value)
+
+
+def _dumps_params():
+    import inspect
+
+    try:
+        return inspect.signature(qwire.dumps).parameters
+    except (TypeError, ValueError):
+        return {}
+
+
+def test_dump_and_load_files():
+    buf = io.BytesIO()
+    n = qwire.dump({"u": uuid.UUID(int=5)}, buf)
+    assert n == len(buf.getvalue())
+    buf.seek(0)
+    assert qwire.load(buf) == {"u": uuid.UUID(int=5)}
+
+
+def test_encoders_are_reusable_and_messages_independent():
+    enc = qwire.Encoder()
+    a, b = enc.encode([1, 2]), enc.encode("x")
+    assert qwire.loads(a) == [1, 2] and qwire.loads(b) == "x"
+
+
+def test_compression_is_transparent():
+    til = np.arange(1000)
+    m = qwire.dumps(til, compress=True)
+    assert m.compressed and len(m) == 3276  # kdb+'s documented `count -18!til 1000`
+    assert np.array_equal(qwire.loads(m), til)
+    assert not qwire.dumps(til[:10], compress="auto").compressed  # under kdb+'s 2009-byte threshold
+    assert not qwire.dumps(np.random.default_rng(0).random(1000), compress=True).compressed  # incompressible
