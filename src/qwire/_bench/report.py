@@ -139,6 +139,7 @@ def environment(versions: dict) -> dict:
             "machine": platform.machine(),
             "cpu": cpu_model,
             "cpu_count": os.cpu_count(),
+            "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         },
         "versions": {
             "python": f"{platform.python_implementation()} {platform.python_version()}",
