@@ -21,6 +21,13 @@ import pytest  # noqa: E402
 
 from qwire.values import DateTime, Dict, Function, KeyedTable, Table, Vector  # noqa: E402
 
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# HYPOTHESIS_PROFILE=thorough for a long bug hunt; the default keeps the suite fast
+settings.register_profile("default", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
 

@@ -107,8 +107,14 @@ def same(a, b):
     return bool(a == b)
 
 
+def _show(x):
+    if isinstance(x, np.bytes_):  # numpy's repr hides NULs: np.bytes_(b'') may be b'\x00'
+        return f"np.bytes_({bytes(x)!r}, itemsize={x.itemsize})"
+    return repr(x)
+
+
 def assert_same(got, expected):
-    assert same(got, expected), f"\n     got: {got!r}\nexpected: {expected!r}"
+    assert same(got, expected), f"\n     got: {_show(got)}\nexpected: {_show(expected)}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,7 +160,8 @@ NAMES = st.text("abcdefghijklmnopqrstuvwxyz_0123456789", min_size=1, max_size=6)
 
 int64s = st.integers(I64_MIN, I64_MAX)
 uuids = st.binary(min_size=16, max_size=16).map(lambda b: uuid.UUID(bytes=b))
-chars = st.integers(0, 255).map(lambda c: np.bytes_(bytes([c])))
+# the NUL char has its own tests (tests/test_roundtrip.py): kept out so it cannot mask other failures
+chars = st.integers(1, 255).map(lambda c: np.bytes_(bytes([c])))
 
 
 def _np_scalar(dtype, elements):
