@@ -16,6 +16,7 @@ cdef struct DState:
     Py_ssize_t end
     bint swap                    # big-endian message
     int max_depth
+    const char* stack_floor          # nesting that reaches this address is refused
     PyObject* base               # what decoded views keep alive
     int last_code                # q type of the item decoded last (for dict/table shape checks)
     int last_attr
@@ -35,6 +36,35 @@ cdef struct DState:
 
 cdef int _fail(str what, Py_ssize_t offset, int type_code=0) except -1:
     raise DecodeError(what, offset, type_code if type_code else None)
+
+
+# The C stack's floor for this thread, plus a reserve for raising the error: nesting that reaches
+# it is refused like nesting past max_depth, so that no max_depth setting can overflow a small
+# thread stack (256 KiB threads hold the default with room to spare). Linux/glibc; elsewhere
+# only max_depth applies.
+cdef extern from *:
+    """
+    #if defined(__linux__) && defined(__GLIBC__)
+    #include <pthread.h>
+    static __thread const char *qw_stack_floor_tls = 0;
+    static const char *qw_stack_floor(void) {
+        if (!qw_stack_floor_tls) {
+            pthread_attr_t a;
+            void *lo = 0;
+            size_t size = 0;
+            if (pthread_getattr_np(pthread_self(), &a) == 0) {
+                pthread_attr_getstack(&a, &lo, &size);
+                pthread_attr_destroy(&a);
+            }
+            qw_stack_floor_tls = lo ? (const char *)lo + 64 * 1024 : (const char *)1;
+        }
+        return qw_stack_floor_tls;
+    }
+    #else
+    static const char *qw_stack_floor(void) { return (const char *)1; }
+    #endif
+    """
+    const char* qw_stack_floor() nogil
 
 
 cdef int _truncated(DState* s, Py_ssize_t need, str what) except -1:
@@ -291,6 +321,7 @@ cdef class Decoder:
         s.end = n
         s.swap = p[0] == 0
         s.max_depth = self.max_depth
+        s.stack_floor = qw_stack_floor()
         s.base = <PyObject*>base
         s.syms.entries = NULL
         s.syms.cap = 0
@@ -359,9 +390,13 @@ cdef object _decode_item(DState* s, int depth):
             _bad_type(t, start)
         if depth >= s.max_depth:
             _fail(f"nesting deeper than max_depth={s.max_depth}", start, t)
+        if depth > 16 and <const char*>&start < s.stack_floor:
+            _fail(f"nesting too deep for this thread's stack ({depth} levels)", start, t)
         return _decode_vector(s, t, start, depth)
     if depth >= s.max_depth:
         _fail(f"nesting deeper than max_depth={s.max_depth}", start, t)
+    if depth > 16 and <const char*>&start < s.stack_floor:
+        _fail(f"nesting too deep for this thread's stack ({depth} levels)", start, t)
     if t == QT_DICT or t == QT_SORTED_DICT:
         return _decode_dict(s, t, start, depth)
     if t == QT_TABLE:

@@ -1,0 +1,511 @@
+"""Hostile input: every malformed, truncated or oversized message of issues 2 (section 6) and 6 raises
+`DecodeError` (a ValueError) with a byte offset inside the message, through every decode entry
+point, and never crashes, hangs or allocates what the bytes do not justify.
+
+The messages are built in tests/fuzz/hostile.py from the spec's layouts (never with qwire's encoder),
+efficiently: the million-deep nesting is bytes multiplication. Fuzz findings land here too.
+"""
+import os
+import random
+import struct
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+import qwire
+from fuzz import hostile
+from qwire import compression
+from qwire.errors import DecodeError, QError
+
+CONFORMANCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "conformance", "qpython")
+
+
+def decode_error(data, decoder=None, **kw):
+    """The DecodeError decoding `data` raises (fails the test if it decodes or raises another type)."""
+    dec = decoder or qwire.Decoder(**kw)
+    with pytest.raises(DecodeError) as info:
+        dec.decode(data)
+    e = info.value
+    assert isinstance(e, ValueError) and isinstance(e, qwire.QWireError)
+    assert e.reason and str(e)
+    return e
+
+
+def assert_offset(e, data, expected):
+    assert e.offset is not None, f"no offset: {e}"
+    assert 0 <= e.offset <= len(data), f"offset {e.offset} outside a {len(data)}-byte message: {e}"
+    if expected is not None:
+        assert e.offset == expected, f"offset {e.offset}, expected {expected}: {e}"
+
+
+def in_small_stack(fn, stack=256 * 1024):
+    """Run fn() in a thread with a `stack`-byte stack; return its result or raise its exception."""
+    out = {}
+
+    def run():
+        try:
+            out["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+            out["error"] = e
+
+    old = threading.stack_size(stack)
+    try:
+        t = threading.Thread(target=run)
+        t.start()
+        t.join()
+    finally:
+        threading.stack_size(old)
+    if "error" in out:
+        raise out["error"]
+    return out.get("value")
+
+
+def conformance_messages():
+    out = []
+    path = os.path.join(CONFORMANCE, "QExpressions3.out")
+    lines = [ln.strip() for ln in open(path) if ln.strip()]
+    for expr, hexline in zip(lines[0::2], lines[1::2]):
+        out.append((expr, hostile.message(bytes.fromhex(hexline))))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the named hostile messages, through bytes, memoryview, stream and compression
+
+
+NAMED = hostile.named_cases()
+
+
+@pytest.mark.parametrize("name,data,offset", NAMED, ids=[c[0] for c in NAMED])
+def test_named_hostile_message(name, data, offset):
+    e = decode_error(data)
+    assert_offset(e, data, offset)
+    # the same from a memoryview at a non-zero offset of a bytearray: same error, same offset
+    buf = bytearray(b"\x00\x00\x00" + data)
+    e2 = decode_error(memoryview(buf)[3:])
+    assert (e2.offset, e2.reason) == (e.offset, e.reason)
+
+
+@pytest.mark.parametrize("name,data,offset", NAMED, ids=[c[0] for c in NAMED])
+def test_named_hostile_message_in_a_stream(name, data, offset):
+    """Decoder.feed: a bad header raises at feed, a bad body at iteration; either way the error is a
+    DecodeError, and after a bad body the next message still decodes."""
+    dec = qwire.Decoder()
+    good = hostile.message(b"\xff\x01")
+    try:
+        dec.feed(data)
+    except DecodeError as e:
+        assert_offset(e, data, None)
+        return
+    if len(data) < 8:
+        assert list(dec) == [] and dec.pending == len(data)
+        return
+    order = "<" if data[0] == 1 else ">"
+    if struct.unpack_from(order + "I", data, 4)[0] + (data[3] << 32) != len(data):
+        # a wrong length only frames the stream differently: whatever comes out is a DecodeError
+        try:
+            list(dec)
+        except DecodeError as e:
+            assert e.offset is not None
+        return
+    with pytest.raises(DecodeError) as info:
+        next(dec)
+    e = info.value
+    assert_offset(e, data, offset)
+    assert (e.offset, e.reason) == (decode_error(data).offset, decode_error(data).reason)
+    dec.feed(good)
+    assert list(dec) == [True]
+
+
+@pytest.mark.parametrize("name,data,offset", NAMED, ids=[c[0] for c in NAMED])
+def test_named_hostile_message_compressed(name, data, offset):
+    """The same bodies inside a compressed message (when they have a well-formed header): the plain
+    message's error, with the plain message's offset."""
+    if (offset is not None and offset < 8) or len(data) < 9 or data[0] > 1 or data[1] > 2 or data[2] != 0 or data[3] != 0 \
+            or len(data) != struct.unpack_from("<I" if data[0] else ">I", data, 4)[0]:
+        pytest.skip("the header is at fault: nothing to compress under it")
+    plain = data[:8] + data[8:]
+    z = hostile.compressed(len(plain), _literal_stream(plain[8:]), order="<" if data[0] else ">")
+    e = decode_error(z)
+    assert (e.offset, e.reason) == (decode_error(plain).offset, decode_error(plain).reason)
+
+
+def _literal_stream(body):
+    """A compressed stream (spec 5.4) of only literals: a zero flag byte before every 8 bytes."""
+    return b"".join(b"\x00" + body[i : i + 8] for i in range(0, len(body), 8))
+
+
+COMPRESSED = hostile.compression_cases()
+
+
+@pytest.mark.parametrize("name,data,offset", COMPRESSED, ids=[c[0] for c in COMPRESSED])
+def test_hostile_compressed_message(name, data, offset):
+    e = decode_error(data)
+    assert_offset(e, data, offset)
+    if name != "compressed-table-over-atom":
+        with pytest.raises(DecodeError) as info:
+            compression.decompress(data)
+        assert info.value.offset == e.offset
+
+
+def test_literal_stream_helper_is_right():
+    plain = hostile.message(hostile.int_vector([1, 2, 3]))
+    z = hostile.compressed(len(plain), _literal_stream(plain[8:]))
+    assert bytes(compression.decompress(z)) == plain
+    assert qwire.loads(z).tolist() == [1, 2, 3]
+
+
+# ---------------------------------------------------------------------------------------------
+# the two messages that crash the reference implementation
+
+
+def test_table_over_an_atom():
+    data = bytes.fromhex("010200000d0000006200f56100")
+    e = decode_error(data)
+    assert e.offset == 10 and e.type_code == 98
+
+
+NEST_KINDS = {
+    # kind: (prefix repeated per level, bytes per level, tail that closes the innermost level)
+    "list": (b"\x00\x00\x01\x00\x00\x00", b"\xf9" + b"\x00" * 8),
+    "dict-keys": (b"\x63", b""),
+    "table": (b"\x62\x00\x63", b""),
+    "derived": (b"\x6a", b"\x65\x00"),
+    "projection": (b"\x68\x01\x00\x00\x00", b"\x65\x00"),
+    "lambda-free-list": (b"\x00\x00\x01\x00\x00\x00", b"\x64\x00\x0a\x00\x00\x00\x00\x00"),
+}
+
+
+def nested(kind, depth):
+    prefix, tail = NEST_KINDS[kind]
+    return hostile.message(prefix * depth + tail)
+
+
+@pytest.mark.parametrize("kind", NEST_KINDS)
+def test_million_deep_nesting_in_a_256k_thread(kind):
+    data = nested(kind, 1_000_000)
+    e = in_small_stack(lambda: decode_error(data))
+    assert "max_depth" in e.reason
+    level = len(NEST_KINDS[kind][0])
+    assert e.offset == 8 + level * qwire.Decoder().max_depth  # the first item past the limit
+
+
+def test_million_deep_nesting_in_a_256k_thread_stream():
+    data = nested("list", 1_000_000)
+
+    def run():
+        dec = qwire.Decoder()
+        for i in range(0, len(data), 65536):
+            dec.feed(data[i : i + 65536])
+        return decode_error_from(dec)
+
+    e = in_small_stack(run)
+    assert e.offset == 8 + 6 * 256
+
+
+def decode_error_from(dec):
+    with pytest.raises(DecodeError) as info:
+        next(dec)
+    return info.value
+
+
+def test_depth_limit_is_exact():
+    for md in (1, 2, 10, 256):
+        assert qwire.Decoder(max_depth=md).decode(hostile.nested_lists(md - 1)) == _nest_value(md - 1)
+        assert qwire.Decoder(max_depth=md).decode(hostile.nested_lists(md)) == _nest_value(md)
+        e = decode_error(hostile.nested_lists(md + 1), max_depth=md)
+        assert e.offset == 8 + 6 * md
+
+
+def _nest_value(depth):
+    v = 0
+    for _ in range(depth):
+        v = [v]
+    return v
+
+
+_DEEP_SCRIPT = textwrap.dedent(
+    """
+    import sys, threading
+    sys.path[:0] = {paths!r}
+    import qwire
+    from fuzz import hostile
+    data = hostile.nested_lists(1_000_000)
+    out = []
+    def run():
+        try:
+            qwire.Decoder(max_depth={max_depth}).decode(data)
+        except qwire.DecodeError as e:
+            out.append(e.offset)
+    threading.stack_size({stack})
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    print("offset", out)
+    """
+)
+
+
+@pytest.mark.parametrize("max_depth,stack", [(100_000, 256 * 1024), (100_000, 8 << 20), (2000, 256 * 1024)])
+def test_any_allowed_max_depth_never_crashes(max_depth, stack):
+    """Whatever max_depth the Decoder accepts, a deep message is an error, not a stack overflow:
+    the limit must hold in a small-stack thread (run in a child: a crash must not take pytest)."""
+    paths = [os.path.dirname(os.path.abspath(qwire.__file__ + "/..")), os.path.dirname(__file__)]
+    code = _DEEP_SCRIPT.format(paths=paths, max_depth=max_depth, stack=stack)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, (
+        f"decoding 1,000,000 nested lists with max_depth={max_depth} in a {stack // 1024} KiB-stack "
+        f"thread killed the process (exit {proc.returncode}): {proc.stderr[-500:]}")
+    assert "offset [" in proc.stdout and "offset []" not in proc.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# truncation, count lies, byte flips over real kdb+ messages
+
+
+def test_every_prefix_of_every_conformance_message():
+    n = 0
+    for expr, msg in conformance_messages():
+        for k in range(len(msg)):
+            prefix = msg[:k]
+            e = decode_error(prefix)  # header length no longer matches (or no header)
+            assert_offset(e, prefix, None)
+            if k >= 8:
+                # and with the header made to agree: the body is what's truncated
+                fixed = prefix[:4] + struct.pack("<I", k) + prefix[8:]
+                try:
+                    qwire.loads(fixed)
+                except DecodeError as e:
+                    assert_offset(e, fixed, None)
+                except QError:
+                    assert fixed[8] == 0x80
+                n += 1
+    assert n > 1000
+
+
+def test_random_byte_flips_of_conformance_messages():
+    rng = random.Random(6)
+    for expr, msg in conformance_messages():
+        for _ in range(30):
+            b = bytearray(msg)
+            for _ in range(rng.choice((1, 1, 2, 3))):
+                i = rng.randrange(8, len(b)) if len(b) > 8 else rng.randrange(len(b))
+                b[i] = rng.randrange(256)
+            try:
+                qwire.loads(bytes(b))
+            except DecodeError as e:
+                assert_offset(e, b, None)
+            except QError:
+                assert b[8] == 0x80
+
+
+COUNT_TYPES = [1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 0]
+
+
+@pytest.mark.parametrize("t", COUNT_TYPES)
+@pytest.mark.parametrize("claim", ["one-more", "u32-max", "u64-max", "2^62"])
+def test_count_lies(t, claim):
+    """A count larger than the bytes that follow is refused before anything is allocated, at the
+    count's offset (10), for every vector type and both count forms."""
+    width = {0: 2, 2: 16, 11: 2}.get(t, qwire.QType(t).width if hasattr(qwire.QType(t), "width") else 1)
+    body = b"\x01\x00" * 3 if t in (0, 11) else b"\x01" * (3 * width)
+    if t == 0:
+        body = b"\xff\x01" * 3
+    n = {"one-more": 4, "u32-max": 0xFFFFFFFF, "u64-max": (1 << 64) - 1, "2^62": 1 << 62}[claim]
+    data = hostile.message(hostile.vec(t, n, body, long_count=claim in ("u64-max", "2^62")))
+    e = decode_error(data)
+    assert_offset(e, data, 10 if t != 11 or claim != "one-more" else None)
+
+
+def test_count_lie_allocates_nothing():
+    import tracemalloc
+
+    data = hostile.message(hostile.vec(0, 0xFFFFFFFF, b"\x00" * 64))
+    tracemalloc.start()
+    try:
+        decode_error(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024
+
+
+# ---------------------------------------------------------------------------------------------
+# values the grammar allows but the format forbids
+
+
+@pytest.mark.parametrize("b", [2, 3, 0x7F, 0x80, 0xFF])
+def test_booleans_other_than_0_and_1(b):
+    for data, off in [
+        (hostile.message(bytes([0xFF, b])), 9),
+        (hostile.message(hostile.vec(1, 4, bytes([1, 0, 1, b]))), 17),
+        (hostile.message(hostile.general_list([bytes([0xFF, 1]), bytes([0xFF, b])])), 17),
+        (hostile.message(hostile.table(hostile.symbols([b"a"]), hostile.general_list([hostile.vec(1, 2, bytes([0, b]))]))), None),
+    ]:
+        e = decode_error(data)
+        assert_offset(e, data, off)
+
+
+@pytest.mark.parametrize("attr", [5, 6, 0x10, 0x40, 0x7F, 0x85, 0xFF])
+@pytest.mark.parametrize("t", [0, 1, 7, 10, 11])
+def test_bad_attributes(attr, t):
+    data = hostile.message(hostile.vec(t, 0, attr=attr, long_count=bool(attr & 0x80)))
+    e = decode_error(data)
+    assert e.offset == 9
+
+
+@pytest.mark.parametrize("t", sorted(set(range(-128, 128)) - {-1, -2} - set(range(-19, -3)) - set(range(0, 20)) - {3} - set(range(98, 112)) - {127, -128, 3, -3} | {3, -3}))
+def test_unknown_types(t):
+    data = hostile.message(bytes([t & 0xFF]) + b"\x00" * 16)
+    e = decode_error(data)
+    assert e.offset == 8 and e.type_code == t
+
+
+def test_trailing_bytes_after_every_conformance_message():
+    for expr, msg in conformance_messages():
+        data = hostile.message(msg[8:] + b"\x00")
+        try:
+            qwire.loads(data)
+        except DecodeError as e:
+            assert e.offset == len(data) - 1, expr
+        except QError:
+            pytest.fail(f"QError for an error message with a trailing byte: {expr}")
+        else:
+            pytest.fail(f"trailing byte accepted after {expr}")
+
+
+@pytest.mark.parametrize("delta", [-8, -1, 1, 1 << 32, -(1 << 20)])
+def test_header_length_mismatch(delta):
+    msg = hostile.message(hostile.int_vector([1, 2, 3]))
+    total = len(msg) + delta
+    if total < 0:
+        total &= 0xFFFFFFFF
+    data = hostile.header(total & 0xFFFFFFFFFF) + msg[8:]
+    e = decode_error(data)
+    assert e.offset == 4
+
+
+def test_big_endian_hostile_messages():
+    data = hostile.message(hostile.vec(7, 3, struct.pack(">q", 1), order=">"), order=">")
+    assert decode_error(data).offset == 10
+    data = hostile.message(hostile.dictionary(hostile.vec(11, 1, b"a\x00", order=">"), hostile.vec(6, 2, b"\x00" * 8, order=">")), order=">")
+    assert decode_error(data).offset == 8
+
+
+def test_error_message_is_a_qerror_only_when_whole():
+    with pytest.raises(QError) as info:
+        qwire.loads(hostile.message(b"\x80oops\x00", msg_type=2))
+    assert info.value.text == "oops"
+    assert decode_error(hostile.message(b"\x80oops\x00\x00")).offset == 14
+    assert decode_error(hostile.message(b"\x80oops")).offset == 9
+
+
+# ---------------------------------------------------------------------------------------------
+# sizes: compression bombs, stream messages, out-of-band buffers
+
+
+def test_compression_bomb_refused_before_allocation():
+    import tracemalloc
+
+    zeros = bytes(qwire.dumps(np.zeros(4 << 20, dtype=np.uint8)))
+    z = compression.compress(zeros)
+    assert compression.is_compressed(z) and len(z) < len(zeros) // 100
+    assert np.count_nonzero(qwire.loads(z)) == 0  # a real message, under the default ceiling
+    tracemalloc.start()
+    try:
+        e = decode_error(z, max_decompressed_size=1 << 20)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert e.offset == 8 and "max_size" in e.reason
+    assert peak < 256 * 1024
+    # the declared size must be one the stream can produce, whatever the ceiling
+    lie = z[:8] + struct.pack("<I", len(zeros) * 200) + z[12:]
+    assert decode_error(lie, max_decompressed_size=None).offset == 8
+
+
+def test_default_decompression_ceiling():
+    bomb = hostile.compressed(compression.DEFAULT_MAX_DECOMPRESSED_SIZE + 1, b"\xff" + b"\x00\xff" * 8)
+    e = decode_error(bomb)
+    assert e.offset == 8
+
+
+def test_stream_message_size_limit():
+    dec = qwire.Decoder(max_message_size=1000)
+    with pytest.raises(DecodeError) as info:
+        dec.feed(hostile.header(1001))
+    assert info.value.offset == 4
+    dec = qwire.Decoder(max_message_size=1000)
+    dec.feed(hostile.message(b"\xff\x01"))
+    assert list(dec) == [True]
+
+
+@pytest.mark.xfail(strict=True, reason="core: Receiver allocates RECEIVE_INITIAL (1 MiB) + 64 bytes + array "
+                   "overhead on a header alone, past the 16x input + 1 MiB bound (reported to the lead)")
+def test_stream_header_claiming_a_terabyte_allocates_little():
+    import tracemalloc
+
+    dec = qwire.Decoder()
+    tracemalloc.start()
+    try:
+        dec.feed(hostile.header((1 << 40) - 1) + b"\xf9")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= 16 * 9 + (1 << 20), f"{peak} bytes for a 9-byte input"
+
+
+def _oob(t, count, attr=0):
+    return b"\x70\x30" + bytes([t, attr]) + struct.pack("<I", count)
+
+
+@pytest.mark.parametrize("case", ["no-buffers", "missing", "short", "long", "not-a-buffer", "extra", "bad-type", "bool-2", "bad-attr"])
+def test_out_of_band_hostile(case):
+    data = hostile.message(_oob(7, 2))
+    bufs = [bytes(16)]
+    if case == "no-buffers":
+        bufs = None
+    elif case == "missing":
+        bufs = []
+    elif case == "short":
+        bufs = [bytes(15)]
+    elif case == "long":
+        bufs = [bytes(17)]
+    elif case == "not-a-buffer":
+        bufs = [12]
+    elif case == "extra":
+        bufs = [bytes(16), bytes(16)]
+    elif case == "bad-type":
+        data = hostile.message(_oob(11, 2))
+    elif case == "bool-2":
+        data, bufs = hostile.message(_oob(1, 2)), [b"\x01\x02"]
+    elif case == "bad-attr":
+        data = hostile.message(_oob(7, 2, attr=5))
+    with pytest.raises(DecodeError) as info:
+        qwire.loads(data, buffers=bufs)
+    assert_offset(info.value, data, None)
+    assert qwire.loads(hostile.message(_oob(7, 2)), buffers=[bytes(16)]).tolist() == [0, 0]
+
+
+def test_out_of_band_count_lie_needs_no_allocation():
+    data = hostile.message(b"\x70\x30\x07\x80" + struct.pack("<Q", (1 << 63) - 1))
+    with pytest.raises(DecodeError):
+        qwire.loads(data, buffers=[b""])
+
+
+# ---------------------------------------------------------------------------------------------
+# a failure leaves nothing behind
+
+
+def test_decoder_after_failure_decodes_identically():
+    dec = qwire.Decoder()
+    good = hostile.message(hostile.dictionary(hostile.symbols([b"a", b"b"]), hostile.general_list([hostile.long_atom(1), b"\xf5x\x00"])))
+    expected = dec.decode(good)
+    for _, bad, _ in NAMED:
+        with pytest.raises((DecodeError,)):
+            dec.decode(bad)
+        assert dec.decode(good) == expected
