@@ -28,6 +28,9 @@ class Skip(Exception):
 
 @dataclass
 class Contender:
+    """One row of the results: `encode()` serializes the workload object, `decode()` deserializes
+    the payload made beforehand, `size` is that payload's length in bytes."""
+
     library: str
     encode: Callable[[], Any]
     decode: Callable[[], Any]

@@ -5,7 +5,6 @@ import datetime
 import json
 import os
 import platform
-import sys
 
 from .peers import BASELINE
 from .runner import WorkloadResult
