@@ -132,6 +132,13 @@ def test_bench_runs_user_data_from_pickle_and_qwire_files(tmp_path):
     assert "small-list" not in text  # --data alone replaces the standard workloads
 
 
+def test_bench_lists_the_workloads():
+    result = run_cli("bench", "--list")
+    assert result.returncode == 0
+    names = [line.split()[0] for line in result.stdout.decode().splitlines()]
+    assert names == ["big-array", "small-array", "small-dict", "small-list", "table", "strings", "ints", "records"]
+
+
 def test_bench_rejects_unknown_names():
     result = run_cli("bench", "--workload", "no-such-thing")
     assert result.returncode == 2
@@ -382,6 +389,28 @@ def test_inspect_deep_nesting_is_refused_not_crashed():
     depth = 1_000_000  # single-item general lists, one inside the next
     payload = bytes.fromhex("000001000000") * depth + bytes.fromhex("6500")
     _assert_one_line_error(run_cli("inspect", "-", stdin=message(payload)), 8 + 6 * 65, "nesting deeper than 64 levels")
+
+
+def test_inspect_walker_raises_only_inspect_errors_on_damaged_messages():
+    """Every prefix (header length adjusted) and many byte flips of every conformance message:
+    the walker either reads the result or raises InspectError, never anything else."""
+    import random
+
+    from qwire.inspector import InspectError, read_messages
+
+    rng = random.Random(7)
+    for msg in conformance_messages().values():
+        for cut in range(9, len(msg)):
+            damaged = msg[:4] + struct.pack("<I", cut) + msg[8:cut]
+            with pytest.raises(InspectError):
+                read_messages(damaged)
+        for _ in range(40):
+            flipped = bytearray(msg)
+            flipped[rng.randrange(8, len(msg))] ^= 1 << rng.randrange(8)
+            try:
+                read_messages(bytes(flipped))
+            except InspectError as err:
+                assert 0 <= err.offset <= len(msg)
 
 
 def test_inspect_missing_file():
