@@ -43,11 +43,13 @@ from qwire.errors import DecodeError, EncodeError, QError
 from qwire.qtypes import ATTRIBUTE_CODES, ATTRIBUTES
 from qwire.values import (
     BinaryPrimitive, Composition, DateTime, Derived, Dict, Function, Iterator, KeyedTable, Lambda,
-    Projection, Table, UnaryPrimitive, Vector,
+    Projection, Table, Timestamp, UnaryPrimitive, Vector,
 )
 
 cdef extern from "Python.h":
     dict _PyDict_NewPresized(Py_ssize_t minused)
+    int PyGC_Enable()
+    int PyGC_Disable()
 
 cdef extern from "numpy/arrayobject.h":
     object PyArray_NewFromDescr(PyTypeObject* subtype, PyObject* descr, int nd, cnp.npy_intp* dims,

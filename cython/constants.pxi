@@ -38,6 +38,7 @@ cdef Py_ssize_t[20] ELEMENT_WIDTH
 ELEMENT_WIDTH[:] = [0, 1, 16, 0, 1, 2, 4, 8, 4, 8, 1, 0, 8, 4, 4, 8, 8, 4, 4, 4]
 
 cdef enum:
+    GC_PAUSE_MIN_BYTES = 4096   # decoding a message this big pauses the cyclic GC
     HEADER_SIZE = 8
     ATTR_LONG_COUNT = 0x80   # attribute bit: the count that follows is 8 bytes (capability 6)
     MAX_ATTRIBUTE = 4
@@ -83,3 +84,8 @@ TYPE_CODES = {
     "EACH": QT_EACH, "EACH_LEFT": QT_EACH_LEFT, "EXTENSION": QT_EXTENSION,
     "SORTED_DICT": QT_SORTED_DICT, "ERROR": QT_ERROR,
 }
+
+
+cdef inline bint _special64(int64_t v) noexcept nogil:
+    """q's null or ±inf for the int64-based types."""
+    return v == NULL_LONG or v == INF_LONG or v == -INF_LONG

@@ -260,6 +260,11 @@ cdef class Decoder:
             except TypeError:
                 raise TypeError(f"loads needs a bytes-like object, not {type(data).__name__}") from None
             view = PyMemoryView_GET_BUFFER(base)
+            if not view.readonly:
+                # Views must stay read-only: NumPy would let a caller flip `writeable` back on
+                # over a writable base.
+                base = base.toreadonly()
+                view = PyMemoryView_GET_BUFFER(base)
             if not PyBuffer_IsContiguous(view, b'C'):
                 raise TypeError("loads needs a C-contiguous buffer")
             p = <const unsigned char*>view.buf
@@ -343,6 +348,9 @@ cdef class Decoder:
             except TypeError:
                 raise TypeError(f"buffers must be an iterable of buffers, not {type(buffers).__name__}") from None
             s.buffers = <PyObject*>iterator
+        # Building many containers triggers the cyclic GC again and again, for nothing: the
+        # decoder makes no cycles. Paused for messages big enough to matter.
+        cdef bint gc_was_enabled = PyGC_Disable() if n >= GC_PAUSE_MIN_BYTES else False
         try:
             _need(&s, 1, "the type byte")
             if <int8_t>p[HEADER_SIZE] == QT_ERROR:
@@ -354,6 +362,8 @@ cdef class Decoder:
                 _fail(f"more out-of-band buffers were given than the message's {s.oob_count}", s.end)
             return result
         finally:
+            if gc_was_enabled:
+                PyGC_Enable()
             symtab_free(&s.syms)
             Py_XDECREF(s.rec_key_list)
 
@@ -567,13 +577,10 @@ cdef object _small_atom(int code, unsigned char b):
     cdef list cache = _BYTE_ATOMS if code == QT_BYTE else _CHAR_ATOMS
     v = cache[b]
     if v is None:
-        v = _scalar(DT_U8 if code == QT_BYTE else DT_S1, &b)
+        # A char atom is built from its one byte (a NumPy S1 scalar would drop a NUL byte).
+        v = _scalar(DT_U8, &b) if code == QT_BYTE else np.bytes_(PyBytes_FromStringAndSize(<const char*>&b, 1))
         cache[b] = v
     return v
-
-
-cdef inline bint _special64(int64_t v) noexcept nogil:
-    return v == NULL_LONG or v == INF_LONG or v == -INF_LONG
 
 
 cdef object _timestamp_atom(int64_t v, Py_ssize_t start):
@@ -588,7 +595,7 @@ cdef object _timestamp_atom(int64_t v, Py_ssize_t start):
     if _special64(v):
         return _scalar(DT_TS, &v)
     if qw_add_overflow_i64(v, EPOCH_NS, &shifted) or _special64(shifted):
-        _fail("timestamp with nanoseconds after 2262-04-11 is beyond numpy.datetime64[ns]", start, -QT_TIMESTAMP)
+        return Timestamp(v)   # nanoseconds beyond datetime64[ns]'s range: q's raw value
     return _scalar(DT_TS, &shifted)
 
 

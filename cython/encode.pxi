@@ -96,7 +96,9 @@ cdef inline int64_t _ns_since_2000(object dt) except? -1:
     cdef int64_t days = days_from_civil(datetime_year(dt), datetime_month(dt), datetime_day(dt)) - EPOCH_DAYS
     cdef int64_t us = ((<int64_t>datetime_hour(dt) * 60 + datetime_minute(dt)) * 60 + datetime_second(dt)) * 1000000 + datetime_microsecond(dt)
     cdef int64_t r
-    if qw_mul_overflow_i64(days, NS_PER_DAY, &r) or qw_add_overflow_i64(r, us * 1000, &r):
+    # Microseconds first (cannot overflow for any datetime), then the one scaling that can.
+    us += days * 86400000000
+    if qw_mul_overflow_i64(us, 1000, &r) or _special64(r):
         raise EncodeError(f"{dt!r} is outside q's timestamp range (1707..2292)", type(dt))
     return r
 
@@ -525,6 +527,11 @@ cdef class Encoder:
             return self._enc_table(w, obj.values, depth + 1)
         if t is DateTime:
             return _w_float_atom(w, -QT_DATETIME, obj.days)
+        if t is Timestamp:
+            _reserve(w, 9)
+            _put1(w, <uint8_t>(-QT_TIMESTAMP))
+            _put8(w, <uint64_t><int64_t>obj.ns)
+            return 0
         if isinstance(obj, Function):
             return self._enc_function(w, obj, t, depth)
         if t is QError:
@@ -536,12 +543,13 @@ cdef class Encoder:
 
     cdef int _enc_numpy_scalar(self, WState* w, object obj, type t) except -1:
         if t is np.bytes_:
-            if PyBytes_GET_SIZE(obj) == 1:
-                _reserve(w, 2)
-                _put1(w, <uint8_t>(-QT_CHAR))
-                _put1(w, <uint8_t>PyBytes_AS_STRING(obj)[0])
-                return 0
-            return _w_char_vector(w, PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj), 0, self.capability)
+            if PyBytes_GET_SIZE(obj) != 1:
+                raise EncodeError(f"a numpy.bytes_ is a q char only with length 1, not {PyBytes_GET_SIZE(obj)} "
+                                  "(use bytes for a char vector)", t)
+            _reserve(w, 2)
+            _put1(w, <uint8_t>(-QT_CHAR))
+            _put1(w, <uint8_t>PyBytes_AS_STRING(obj)[0])
+            return 0
         dt = obj.dtype
         info = _DTYPE_INFO.get(dt)
         if info is None:

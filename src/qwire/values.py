@@ -19,6 +19,7 @@ __all__ = [
     "Table",
     "KeyedTable",
     "DateTime",
+    "Timestamp",
     "Function",
     "Lambda",
     "UnaryPrimitive",
@@ -310,6 +311,34 @@ class DateTime:
 
     def __reduce__(self):
         return (DateTime, (self.days,))
+
+
+class Timestamp:
+    """A q timestamp atom in q's own units, nanoseconds since 2000-01-01. Decoding returns one only
+    where neither `datetime` nor `numpy.datetime64[ns]` holds the value exactly (nanoseconds after
+    2262-04-11); it re-encodes bit for bit. `Timestamp(ns)` also writes any raw timestamp."""
+
+    __slots__ = ("ns",)
+
+    def __init__(self, ns):
+        ns = int(ns)
+        if not -(2**63) <= ns < 2**63:
+            raise ValueError("a q timestamp is an int64 count of nanoseconds")
+        self.ns = ns
+
+    def __eq__(self, other):
+        if not isinstance(other, Timestamp):
+            return NotImplemented
+        return self.ns == other.ns
+
+    def __hash__(self):
+        return hash((Timestamp, self.ns))
+
+    def __repr__(self):
+        return f"Timestamp({self.ns})"
+
+    def __reduce__(self):
+        return (Timestamp, (self.ns,))
 
 
 # ---- function values (types 100..111): inert data, never evaluated -------------------------------
