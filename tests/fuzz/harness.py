@@ -52,7 +52,7 @@ def main():
         print(f"target {name} unavailable: its entry point is not in this qwire", file=sys.stderr)
         sys.exit(77)
     print(f"qwire from {os.path.dirname(qwire.__file__)}; target {name}: {t.doc}", file=sys.stderr)
-    atheris.Setup(sys.argv, t.fn)
+    atheris.Setup(sys.argv, t)
     atheris.Fuzz()
 
 

@@ -32,7 +32,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 DEFAULT_WORK = os.environ.get("QWIRE_FUZZ_WORK", "/tmp/qwire-fuzz")
-TIMEOUT_S = 1
+TIMEOUT_S = 1  # CPU seconds per input: the finding threshold (targets.MAX_CPU_S)
+HANG_S = 20  # libFuzzer's wall-clock -timeout: only real hangs, whatever the machine's load
 RSS_LIMIT_MB = 512
 MAX_LEN = 16384
 ASAN_OPTIONS = "detect_leaks=0:allocator_may_return_null=1:abort_on_error=1:symbolize=1:detect_stack_use_after_return=0"
@@ -98,7 +99,7 @@ def cmd_fuzz(args):
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     log_path = os.path.join(logs, f"{args.target}-{stamp}.log")
     flags = [
-        f"-timeout={TIMEOUT_S}",
+        f"-timeout={HANG_S}",
         f"-rss_limit_mb={args.rss_limit_mb or (RSS_LIMIT_MB * 4 if args.asan else RSS_LIMIT_MB)}",
         f"-max_len={args.max_len}",
         "-print_final_stats=1",
@@ -110,7 +111,8 @@ def cmd_fuzz(args):
         flags.append(f"-runs={args.runs}")
     dirs = [corpus] + ([seeds] if os.path.isdir(seeds) and os.listdir(seeds) else [])
     cmd = [sys.executable, os.path.join(HERE, "harness.py"), args.target] + flags + args.extra + dirs
-    before = set(os.listdir(findings))
+    mine = lambda: {f for f in os.listdir(findings) if f.startswith(args.target + "-")}  # noqa: E731
+    before = mine()
     start = time.time()
     with open(log_path, "w") as log:
         proc = subprocess.run(cmd, env=child_env(args.build, args.asan), stdout=log, stderr=subprocess.STDOUT)
@@ -120,7 +122,7 @@ def cmd_fuzz(args):
         print(f"{args.target}: unavailable in this qwire (skipped)")
         return 0
     execs = _execs(text)
-    new = sorted(set(os.listdir(findings)) - before)
+    new = sorted(mine() - before)
     ok = proc.returncode == 0 and not new
     record = {
         "target": args.target, "execs": execs, "seconds": round(elapsed, 1), "findings": new,
@@ -135,7 +137,7 @@ def cmd_fuzz(args):
           f"corpus {record['corpus']}, {'0 findings' if ok else 'FINDING'}")
     if not ok:
         print(f"exit {proc.returncode}; findings: {new or '(none written)'}; log: {log_path}")
-        print("\n".join(text.splitlines()[-40:]))
+        print("\n".join([ln for ln in text.splitlines() if not ln.lstrip().startswith("#")][-30:]))
         return 1
     return 0
 

@@ -21,6 +21,7 @@ import inspect
 import random
 import resource
 import struct
+import time
 import zlib
 
 import qwire
@@ -28,6 +29,7 @@ from qwire import compression
 from qwire.errors import DecodeError, QError
 
 RSS_CAP_MB = 512
+MAX_CPU_S = 1.0
 TARGETS: dict[str, "Target"] = {}
 
 
@@ -46,7 +48,14 @@ class Target:
             return False
 
     def __call__(self, data):
+        """Run the target on one input; also a finding: more than MAX_CPU_S of CPU time (CPU,
+        not wall time, so that a loaded machine does not make findings; libFuzzer's own wall
+        -timeout catches real hangs)."""
+        t0 = time.process_time()
         self.fn(data)
+        spent = time.process_time() - t0
+        if spent > MAX_CPU_S:
+            raise Finding(f"input took {spent:.2f} s of CPU (limit {MAX_CPU_S} s)")
 
 
 def target(name, needs=lambda: True):
