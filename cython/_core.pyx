@@ -43,7 +43,7 @@ from qwire.errors import DecodeError, EncodeError, QError
 from qwire.qtypes import ATTRIBUTE_CODES, ATTRIBUTES
 from qwire.values import (
     BinaryPrimitive, Composition, DateTime, Derived, Dict, Function, Iterator, KeyedTable, Lambda,
-    Projection, Table, Timestamp, UnaryPrimitive, Vector,
+    Projection, Table, Timestamp, UnaryPrimitive, Vector, _SymbolSource,
 )
 
 cdef extern from "Python.h":

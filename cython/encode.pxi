@@ -449,6 +449,8 @@ cdef class Encoder:
         raise EncodeError(f"NumPy dtype {dt} has no q vector type", np.ndarray)
 
     cdef int _enc_object_array(self, WState* w, cnp.ndarray arr, int attr) except -1:
+        if self._try_symbol_array(w, arr, attr):
+            return 0
         items = arr.tolist()
         if all(type(x) is str for x in items):
             return self._enc_symbols(w, items, attr)
@@ -459,6 +461,69 @@ cdef class Encoder:
             return self._fallback(w, arr, 0, "")
         raise EncodeError(f"an object array is a q vector only when it holds only str (symbols) or only uuid.UUID "
                           f"(guids); found {type(bad).__name__} (use a list for a general list)", type(bad))
+
+    cdef bint _try_symbol_array(self, WState* w, cnp.ndarray arr, int attr) except -1:
+        """An object array whose items are all str, written straight from its item pointers;
+        False (nothing written) when an item is not a str or contains NUL."""
+        if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+            return False
+        cdef Py_ssize_t n = cnp.PyArray_DIMS(arr)[0], i
+        cdef PyObject** items = <PyObject**>cnp.PyArray_DATA(arr)
+        cdef Py_ssize_t start = w.len
+        _w_vector_head(w, QT_SYMBOL, attr, n, self.capability)
+        for i in range(n):
+            if items[i] == NULL or type(<object>items[i]) is not str or _w_sym_text(w, <str>items[i]):
+                w.len = start
+                return False
+        return True
+
+    cdef int _enc_symbol_source(self, WState* w, object src) except -1:
+        """Symbols from a foreign layout (values._SymbolSource): one C pass, no str objects."""
+        cdef Py_ssize_t n = len(src), i, k, a, b
+        cdef const int64_t* codes
+        cdef const int64_t* offs
+        cdef const uint8_t* body
+        cdef const uint8_t* valid
+        cdef list cats
+        _w_vector_head(w, QT_SYMBOL, 0, n, self.capability)
+        if src.kind == "categorical":
+            code_arr, cats = src.parts
+            for c in cats:
+                if memchr(PyBytes_AS_STRING(c), 0, PyBytes_GET_SIZE(c)) != NULL:
+                    raise EncodeError("a categorical's category contains NUL; no q symbol can", str)
+            codes = <const int64_t*>cnp.PyArray_DATA(code_arr)
+            for i in range(n):
+                k = codes[i]
+                if k < 0:
+                    _reserve(w, 1)
+                    _put1(w, 0)        # missing: the null symbol
+                    continue
+                c = <bytes>PyList_GET_ITEM(cats, k)
+                b = PyBytes_GET_SIZE(c)
+                _reserve(w, b + 1)
+                memcpy(w.buf + w.len, PyBytes_AS_STRING(c), b)
+                w.buf[w.len + b] = 0
+                w.len += b + 1
+            return 0
+        for off_arr, body_arr, valid_arr in src.parts:
+            k = cnp.PyArray_DIMS(off_arr)[0] - 1
+            offs = <const int64_t*>cnp.PyArray_DATA(off_arr)
+            body = <const uint8_t*>cnp.PyArray_DATA(body_arr)
+            valid = NULL if valid_arr is None else <const uint8_t*>cnp.PyArray_DATA(valid_arr)
+            if k > 0 and memchr(body + offs[0], 0, offs[k] - offs[0]) != NULL:
+                raise EncodeError("a string column contains NUL; no q symbol can", str)
+            _reserve(w, (offs[k] - offs[0]) + k)
+            for i in range(k):
+                if valid != NULL and not valid[i]:
+                    w.buf[w.len] = 0
+                    w.len += 1
+                    continue
+                a = offs[i]
+                b = offs[i + 1] - a
+                memcpy(w.buf + w.len, body + a, b)
+                w.buf[w.len + b] = 0
+                w.len += b + 1
+        return 0
 
     cdef int _enc_symbols(self, WState* w, list items, int attr) except -1:
         cdef Py_ssize_t n = len(items)
@@ -664,6 +729,8 @@ cdef class Encoder:
                 self._enc_list(w, col, 0, depth + 1)
             elif t is Vector:
                 self._enc_vector(w, col, depth + 1)
+            elif t is _SymbolSource:
+                self._enc_symbol_source(w, col)
             else:
                 raise EncodeError(f"table column {name!r} must be a vector (NumPy array, bytes, list or qwire.Vector), "
                                   f"not {type(col).__name__}", type(col))

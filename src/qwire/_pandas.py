@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .values import KeyedTable, Table, Vector
+from .values import KeyedTable, Table, Vector, _SymbolSource
 
 __all__ = ["convert_pandas", "table_from_pandas", "table_to_pandas", "keyed_table_to_pandas"]
 
@@ -22,7 +22,7 @@ def _pd():
 def convert_pandas(obj):
     pd = _pd()
     if isinstance(obj, pd.DataFrame):
-        return table_from_pandas(obj)
+        return table_from_pandas(obj, _direct=True)
     if obj is pd.NaT:
         return np.datetime64("NaT", "ns")
     if isinstance(obj, pd.Timestamp):
@@ -34,9 +34,44 @@ def convert_pandas(obj):
     return None
 
 
-def _column(series):
+def _direct_symbols(series):
+    """A symbol column the encoder writes from the column's own buffers, or None."""
     pd = _pd()
     dtype = series.dtype
+    n = len(series)
+    if isinstance(dtype, pd.CategoricalDtype):
+        cats = dtype.categories
+        if all(type(c) is str for c in cats):
+            codes = np.ascontiguousarray(series.cat.codes.to_numpy(), dtype=np.int64)
+            return _SymbolSource("categorical", (codes, [c.encode("utf-8", "surrogateescape") for c in cats]), n)
+        return None
+    if isinstance(dtype, pd.StringDtype) and getattr(dtype, "storage", None) == "pyarrow":
+        import pyarrow as pa
+
+        arr = pa.chunked_array(series.array._pa_array) if hasattr(series.array, "_pa_array") else None
+        if arr is None or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+            return None
+        chunks = []
+        for chunk in arr.chunks:
+            validity, offsets, data = chunk.buffers()
+            wide = pa.types.is_large_string(chunk.type)
+            off = np.frombuffer(offsets, dtype=np.int64 if wide else np.int32)[chunk.offset : chunk.offset + len(chunk) + 1]
+            valid = None
+            if chunk.null_count:
+                valid = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little")[chunk.offset : chunk.offset + len(chunk)]
+            body = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+            chunks.append((np.ascontiguousarray(off, dtype=np.int64), body, valid))
+        return _SymbolSource("arrow", chunks, n)
+    return None
+
+
+def _column(series, direct=False):
+    pd = _pd()
+    dtype = series.dtype
+    if direct:
+        fast = _direct_symbols(series)
+        if fast is not None:
+            return fast
     if isinstance(dtype, pd.CategoricalDtype):
         values = series.astype(object).where(series.notna(), "")
         return np.asarray(values.to_numpy(dtype=object))
@@ -58,19 +93,16 @@ def _column(series):
     return list(values)
 
 
-def table_from_pandas(df):
-    """The qwire.Table (or KeyedTable, when the index is named) for a DataFrame."""
-    pd = _pd()
+def table_from_pandas(df, _direct=False):
+    """The qwire.Table (or KeyedTable, when the index is named) for a DataFrame. An unnamed index
+    carries no q meaning and is dropped."""
     names = [str(c) for c in df.columns]
     if len(set(names)) != len(names):
         raise ValueError("a q table needs distinct column names")
-    table = Table({name: _column(df[col]) for name, col in zip(names, df.columns)})
-    index_names = [n for n in df.index.names if n is not None]
-    if index_names:
+    table = Table({name: _column(df.iloc[:, i], _direct) for i, name in enumerate(names)})
+    if any(n is not None for n in df.index.names):
         keys = df.index.to_frame(index=False)
-        return KeyedTable(Table({str(c): _column(keys[c]) for c in keys.columns}), table)
-    if not isinstance(df.index, pd.RangeIndex):
-        pass  # an unnamed index carries no q meaning; it is dropped, as documented
+        return KeyedTable(Table({str(c): _column(keys[c], _direct) for c in keys.columns}), table)
     return table
 
 

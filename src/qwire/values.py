@@ -160,7 +160,7 @@ def _iter_values(v):
 
 
 def _column_length(col):
-    if isinstance(col, (Vector, np.ndarray, bytes, list)):
+    if isinstance(col, (Vector, np.ndarray, bytes, list, _SymbolSource)):
         return len(col)
     raise TypeError(f"a table column must be a vector (NumPy array, bytes, list or qwire.Vector), not {type(col).__name__}")
 
@@ -311,6 +311,22 @@ class DateTime:
 
     def __reduce__(self):
         return (DateTime, (self.days,))
+
+
+class _SymbolSource:
+    """Internal: a symbol column in a foreign layout that the encoder writes directly (an Arrow
+    string array's buffers, or a categorical's codes and categories). Made by the pandas
+    integration for dumps(DataFrame); never returned to users."""
+
+    __slots__ = ("kind", "parts", "length")
+
+    def __init__(self, kind, parts, length):
+        self.kind = kind
+        self.parts = parts
+        self.length = length
+
+    def __len__(self):
+        return self.length
 
 
 class Timestamp:
