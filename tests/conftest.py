@@ -74,8 +74,8 @@ class KxBuilder:
     PyKX's constructors do the value conversions (epochs, units) wherever they are exact. Where
     unlicensed PyKX has none, the object is put together as a C program would, through the same
     library's C API (`xD`, `xT`) and its K struct (`t` type byte at offset 2, `u` attribute at 3):
-    q datetimes, attributes, sorted dicts, and temporal nulls/infinities (PyKX shifts NaT by the
-    epoch, spec 6.5), which are q's sentinels by definition.
+    dicts and tables of any items, q datetimes, attributes, sorted dicts, and temporal
+    nulls/infinities (PyKX shifts NaT by the epoch, spec 6.5), which are q's sentinels by definition.
     """
 
     _TYPE_OFFSET, _ATTR_OFFSET = 2, 3
@@ -109,7 +109,8 @@ class KxBuilder:
 
     def dict_(self, keys, values, sorted_=False):
         d = self._wrap(self._xD(self._r1(keys._addr), self._r1(values._addr)))
-        return self._poke(d, self._TYPE_OFFSET, 127) if sorted_ else d
+        # in memory a sorted dict is a dict (99) with the `s#` attribute; b9 writes it as type 127
+        return self._poke(d, self._ATTR_OFFSET, self._ATTRS["s"]) if sorted_ else d
 
     def table(self, names, columns, attr=None):
         kx = self.kx

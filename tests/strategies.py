@@ -331,10 +331,10 @@ primitives = st.one_of(
 _ITERATOR_KINDS = ["'", "/", "\\", "':", "/:", "\\:"]
 
 
-def functions(args=None):
+def functions(args=None, with_lambdas=True):
     """q function values (inert data); `args` is the strategy for projection arguments."""
     args = args if args is not None else st.one_of(q_atoms(["long", "symbol", "float", "char"]), st.just(ELIDED))
-    simple = st.one_of(lambdas, primitives)
+    simple = st.one_of(lambdas, primitives) if with_lambdas else primitives
     return st.one_of(
         simple,
         st.builds(lambda f, a: Projection(f, *a), simple, st.lists(args, min_size=1, max_size=3)),
@@ -392,14 +392,24 @@ def tables(n=None, values=None):
 
 
 def keyed_tables(values=None):
+    """qwire.KeyedTable values; a sorted one has `s#` on its key table, as q makes them."""
     return st.integers(0, 4).flatmap(
         lambda n: st.builds(
-            lambda k, v, s: KeyedTable(k, v, sorted=s),
-            tables(n, values).map(lambda t: Table({"k" + c: t[c] for c in t.columns})),
+            lambda k, v, s: KeyedTable(Table({"k" + c: k[c] for c in k.columns}, attr="s" if s else k.attr), v, sorted=s),
+            tables(n, values),
             tables(n, values),
             st.booleans(),
         )
     )
+
+
+def _sorted_dict(keys, values, is_sorted):
+    """A sorted dict as q makes one (`s#` on a dict applies to its key vector)."""
+    if not is_sorted or type(keys) is list:
+        return Dict(keys, values)
+    if isinstance(keys, Vector):
+        return Dict(Vector(keys.values, keys.qtype, "s"), values, sorted=True)
+    return Dict(Vector(keys, natural_qtype(keys), "s"), values, sorted=True)
 
 
 def q_dicts(values=None):
@@ -416,14 +426,15 @@ def q_dicts(values=None):
     return (
         st.integers(0, 4)
         .flatmap(keys_values)
-        .filter(lambda kvs: not decodes_as_python_dict(kvs[0], kvs[1]))
-        .map(lambda kvs: Dict(*kvs))
+        .map(lambda kvs: _sorted_dict(*kvs))
+        .filter(lambda d: not decodes_as_python_dict(d.keys, d.values))
     )
 
 
-def python_values(max_leaves=10):
-    """Everything TYPES.md says round-trips (I1), nested in lists, dicts, q dicts and tables."""
-    leaves = st.one_of(q_atoms(), q_vectors(), functions())
+def python_values(max_leaves=10, functions_=None):
+    """Everything TYPES.md says round-trips (I1), nested in lists, dicts, q dicts and tables.
+    `functions_`: the strategy for function values (default `functions()`; `st.nothing()` for none)."""
+    leaves = st.one_of(q_atoms(), q_vectors(), functions() if functions_ is None else functions_)
 
     def extend(children):
         return st.one_of(
@@ -612,6 +623,15 @@ def _table_trees(children, n=None):
     )
 
 
+def _dict_tree(is_sorted, keys, values):
+    """q marks the keys of a sorted dict `s#` (a key table for a sorted keyed table)."""
+    if is_sorted and keys[0] == "vector":
+        return ("dict", True, ("vector", keys[1], 1, keys[3]), values)
+    if is_sorted and keys[0] == "table":
+        return ("dict", True, ("table", 1) + keys[2:], values)
+    return ("dict", False, keys, values)
+
+
 def _dict_trees(children):
     def of(n):
         keys = st.one_of(
@@ -620,11 +640,10 @@ def _dict_trees(children):
             st.lists(q_atom_trees(), min_size=n, max_size=n).map(lambda i: ("list", 0, i)),
         )
         values = st.one_of(_sized(n, children), _table_trees(children, n))
-        return st.builds(lambda s, k, v: ("dict", s, k, v), st.booleans(), keys, values)
+        return st.builds(_dict_tree, st.booleans(), keys, values)
 
     keyed = st.integers(0, 3).flatmap(
-        lambda n: st.builds(lambda s, k, v: ("dict", s, k, v), st.booleans(), _table_trees(children, n),
-                            _table_trees(children, n))
+        lambda n: st.builds(_dict_tree, st.booleans(), _table_trees(children, n), _table_trees(children, n))
     )
     return st.one_of(st.integers(0, 3).flatmap(of), keyed)
 
