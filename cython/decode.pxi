@@ -44,6 +44,7 @@ cdef int _fail(str what, Py_ssize_t offset, int type_code=0) except -1:
 # only max_depth applies.
 cdef extern from *:
     """
+    #define QW_STACK_RESERVE (64 * 1024)
     #if defined(__linux__) && defined(__GLIBC__)
     #include <pthread.h>
     static __thread const char *qw_stack_floor_tls = 0;
@@ -56,7 +57,7 @@ cdef extern from *:
                 pthread_attr_getstack(&a, &lo, &size);
                 pthread_attr_destroy(&a);
             }
-            qw_stack_floor_tls = lo ? (const char *)lo + 64 * 1024 : (const char *)1;
+            qw_stack_floor_tls = lo ? (const char *)lo + QW_STACK_RESERVE : (const char *)1;
         }
         return qw_stack_floor_tls;
     }
