@@ -509,3 +509,30 @@ def test_decoder_after_failure_decodes_identically():
         with pytest.raises((DecodeError,)):
             dec.decode(bad)
         assert dec.decode(good) == expected
+
+
+_ENCODE_DEEP = textwrap.dedent(
+    """
+    import sys
+    sys.path[:0] = {paths!r}
+    import qwire
+    x = 0
+    for _ in range(99_000):
+        x = [x]
+    try:
+        qwire.Encoder(max_depth=100_000).encode(x)
+        print("encoded")
+    except qwire.EncodeError as e:
+        print("EncodeError")
+    """
+)
+
+
+@pytest.mark.xfail(strict=True, reason="core: the encoder recurses in C with no stack guard; "
+                   "Encoder(max_depth=100000) on a 99,000-deep list segfaults (reported to the lead)")
+def test_encoder_deep_nesting_never_crashes():
+    paths = [os.path.dirname(os.path.abspath(qwire.__file__ + "/..")), os.path.dirname(__file__)]
+    proc = subprocess.run([sys.executable, "-c", _ENCODE_DEEP.format(paths=paths)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, f"encoding a 99,000-deep list killed the process (exit {proc.returncode})"
+    assert proc.stdout.strip() in ("encoded", "EncodeError")
