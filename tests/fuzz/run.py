@@ -85,6 +85,10 @@ def cmd_list(args):
     import targets
 
     for name, t in targets.TARGETS.items():
+        if args.names:
+            if t.available():
+                print(name)
+            continue
         print(f"{name:14s} {'available  ' if t.available() else 'unavailable'} {t.doc}")
 
 
@@ -137,6 +141,9 @@ def cmd_fuzz(args):
           f"corpus {record['corpus']}, {'0 findings' if ok else 'FINDING'}")
     if not ok:
         print(f"exit {proc.returncode}; findings: {new or '(none written)'}; log: {log_path}")
+        for name in new:
+            data = open(os.path.join(findings, name), "rb").read()
+            print(f"{name}: {len(data)} bytes: {data[:4096].hex()}")
         print("\n".join([ln for ln in text.splitlines() if not ln.lstrip().startswith("#")][-30:]))
         return 1
     return 0
@@ -230,6 +237,7 @@ def main(argv=None):
     sub = p.add_subparsers(dest="cmd", required=True)
     ls = sub.add_parser("list")
     ls.add_argument("--build")
+    ls.add_argument("--names", action="store_true", help="only the names of the available targets")
     f = sub.add_parser("fuzz")
     f.add_argument("target")
     f.add_argument("--time", type=int, default=60, help="seconds (0: no limit)")
