@@ -63,6 +63,7 @@ cdef uint32_t Q_NULL_REAL_BITS = 0xFFC00000
 
 # Limits: defaults for the options of Encoder/Decoder (SECURITY.md lists them).
 DEFAULT_MAX_DEPTH = 256
+MAX_DEPTH_LIMIT = 100000    # the most max_depth may be set to; the thread's stack floor also applies
 DEFAULT_ZERO_COPY_THRESHOLD = 64 * 1024
 DEFAULT_OOB_THRESHOLD = 64 * 1024
 

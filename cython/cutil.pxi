@@ -48,3 +48,33 @@ cdef inline int64_t days_from_civil(int64_t y, int m, int d) noexcept nogil:
     cdef int64_t doy = (153 * mp + 2) // 5 + d - 1
     cdef int64_t doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
     return era * 146097 + doe - 719468
+
+
+# The C stack's floor for this thread, plus a reserve for raising the error: nesting (encoding or
+# decoding) that reaches it is refused like nesting past max_depth, so that no max_depth setting can overflow a small
+# thread stack (256 KiB threads hold the default with room to spare). Linux/glibc; elsewhere
+# only max_depth applies.
+cdef extern from *:
+    """
+    #define QW_STACK_RESERVE (64 * 1024)
+    #if defined(__linux__) && defined(__GLIBC__)
+    #include <pthread.h>
+    static __thread const char *qw_stack_floor_tls = 0;
+    static const char *qw_stack_floor(void) {
+        if (!qw_stack_floor_tls) {
+            pthread_attr_t a;
+            void *lo = 0;
+            size_t size = 0;
+            if (pthread_getattr_np(pthread_self(), &a) == 0) {
+                pthread_attr_getstack(&a, &lo, &size);
+                pthread_attr_destroy(&a);
+            }
+            qw_stack_floor_tls = lo ? (const char *)lo + QW_STACK_RESERVE : (const char *)1;
+        }
+        return qw_stack_floor_tls;
+    }
+    #else
+    static const char *qw_stack_floor(void) { return (const char *)1; }
+    #endif
+    """
+    const char* qw_stack_floor() nogil

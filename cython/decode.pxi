@@ -38,34 +38,6 @@ cdef int _fail(str what, Py_ssize_t offset, int type_code=0) except -1:
     raise DecodeError(what, offset, type_code if type_code else None)
 
 
-# The C stack's floor for this thread, plus a reserve for raising the error: nesting that reaches
-# it is refused like nesting past max_depth, so that no max_depth setting can overflow a small
-# thread stack (256 KiB threads hold the default with room to spare). Linux/glibc; elsewhere
-# only max_depth applies.
-cdef extern from *:
-    """
-    #define QW_STACK_RESERVE (64 * 1024)
-    #if defined(__linux__) && defined(__GLIBC__)
-    #include <pthread.h>
-    static __thread const char *qw_stack_floor_tls = 0;
-    static const char *qw_stack_floor(void) {
-        if (!qw_stack_floor_tls) {
-            pthread_attr_t a;
-            void *lo = 0;
-            size_t size = 0;
-            if (pthread_getattr_np(pthread_self(), &a) == 0) {
-                pthread_attr_getstack(&a, &lo, &size);
-                pthread_attr_destroy(&a);
-            }
-            qw_stack_floor_tls = lo ? (const char *)lo + QW_STACK_RESERVE : (const char *)1;
-        }
-        return qw_stack_floor_tls;
-    }
-    #else
-    static const char *qw_stack_floor(void) { return (const char *)1; }
-    #endif
-    """
-    const char* qw_stack_floor() nogil
 
 
 cdef int _truncated(DState* s, Py_ssize_t need, str what) except -1:
@@ -178,8 +150,10 @@ cdef class Decoder:
 
     def __init__(self, *, max_depth=DEFAULT_MAX_DEPTH, max_decompressed_size=None, ext=None,
                  max_message_size=None):
-        if not 1 <= max_depth <= 100000:
-            raise ValueError("max_depth must be between 1 and 100000")
+        if not 1 <= max_depth <= MAX_DEPTH_LIMIT:
+            # Each level is a C stack frame or two: beyond this, a deep enough value could
+            # exhaust a thread's stack before the depth check refused it.
+            raise ValueError(f"max_depth must be between 1 and {MAX_DEPTH_LIMIT}")
         self.max_depth = max_depth
         self.max_decompressed_size = max_decompressed_size
         self.max_message_size = max_message_size

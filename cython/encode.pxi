@@ -171,8 +171,10 @@ cdef class Encoder:
             self.msg_type = MSG_TYPES[msg_type]
         except (KeyError, TypeError):
             raise ValueError(f"msg_type must be 'async', 'sync' or 'response' (or 0, 1, 2), not {msg_type!r}") from None
-        if not 1 <= max_depth <= 100000:
-            raise ValueError("max_depth must be between 1 and 100000")
+        if not 1 <= max_depth <= MAX_DEPTH_LIMIT:
+            # Each level is a C stack frame or two: beyond this, a deep enough value could
+            # exhaust a thread's stack before the depth check refused it.
+            raise ValueError(f"max_depth must be between 1 and {MAX_DEPTH_LIMIT}")
         if capability not in (3, 4, 5, 6):
             raise ValueError("capability must be 3, 4, 5 or 6 (spec 1.4)")
         self.max_depth = max_depth
@@ -311,13 +313,16 @@ cdef class Encoder:
 
     cdef int _enter(self, WState* w, object container, int depth) except -1:
         """Depth check for a container; names a cycle when the limit is hit by one."""
-        if depth >= self.max_depth:
+        cdef char here
+        if depth >= self.max_depth or (depth > 16 and <const char*>&here < qw_stack_floor()):
             for i in range(64):
                 if w.ring[i] == <void*>container:
                     raise EncodeError(
                         f"circular reference at depth {depth}: a {type(container).__name__} contains itself "
                         "(q values are trees; pass refs=True to keep shared and circular references)",
                         type(container))
+            if depth < self.max_depth:
+                raise EncodeError(f"nesting too deep for this thread's stack ({depth} levels)", type(container))
             raise EncodeError(f"nesting deeper than max_depth={self.max_depth}", type(container))
         w.ring[depth & 63] = <void*>container
         if depth < 64:

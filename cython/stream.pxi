@@ -3,7 +3,7 @@
 
 cdef enum:
     ALIGNMENT = 64
-    RECEIVE_INITIAL = 1 << 20      # bytes allocated before the sender has proved more
+    RECEIVE_INITIAL = 1 << 16      # bytes allocated before the sender has proved more (then doubling)
 
 
 cdef Py_ssize_t _skip_item(const unsigned char* b, Py_ssize_t pos, Py_ssize_t end, bint swap, int depth,
