@@ -532,3 +532,49 @@ def test_encoder_deep_nesting_never_crashes():
                           text=True, timeout=120)
     assert proc.returncode == 0, f"encoding a 99,000-deep list killed the process (exit {proc.returncode})"
     assert proc.stdout.strip() in ("encoded", "EncodeError")
+
+
+# ---------------------------------------------------------------------------------------------
+# structure-aware: kdb+-shaped messages from the type grammar, then damaged
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import strategies  # noqa: E402
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(strategies.q_messages(max_leaves=16), st.data())
+def test_generated_messages_damaged_anywhere(msg, data):
+    """A valid message from the grammar decodes; cut anywhere (header fixed to agree) or with a
+    byte changed anywhere in its body, it decodes or raises DecodeError with an offset inside it."""
+    qwire.loads(msg)
+    cut = data.draw(st.integers(8, len(msg) - 1))
+    short = msg[:4] + struct.pack("<I", cut) + msg[8:cut]
+    try:
+        qwire.loads(short)
+    except DecodeError as e:
+        assert_offset(e, short, None)
+    i = data.draw(st.integers(8, len(msg) - 1))
+    flipped = msg[:i] + bytes([data.draw(st.integers(0, 255))]) + msg[i + 1:]
+    try:
+        qwire.loads(flipped)
+    except DecodeError as e:
+        assert_offset(e, flipped, None)
+    except QError:
+        assert flipped[8] == 0x80
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(strategies.q_trees(max_leaves=4), st.integers(100, 240))
+def test_generated_values_nested_to_the_limit(tree, depth):
+    """Valid values wrapped `depth` lists deep decode; wrapped 257 deep they are refused at the
+    257th list."""
+    inner = strategies.wire_message(tree)[8:]
+    wrap = b"\x00\x00\x01\x00\x00\x00"
+    v = qwire.loads(hostile.message(wrap * depth + inner))
+    for _ in range(depth):
+        assert type(v) is list and len(v) == 1
+        v = v[0]
+    e = decode_error(hostile.message(wrap * 257 + inner))
+    assert e.offset == 8 + 6 * 256 and "max_depth" in e.reason
