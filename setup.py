@@ -3,7 +3,8 @@
 Build switches, all through the environment so that `pip install .` stays plain:
   QWIRE_DEBUG=1      no optimisation, C asserts on, Cython line tracing off
   QWIRE_ANNOTATE=1   write Cython's HTML annotation next to the sources
-  QWIRE_SANITIZE=1   AddressSanitizer + UndefinedBehaviorSanitizer (see tests/fuzz/README.md)
+  QWIRE_SANITIZE=1   AddressSanitizer + UndefinedBehaviorSanitizer (see tests/fuzz/README.md);
+                     =recover: UBSan reports and continues
   QWIRE_FUZZ=1       libFuzzer coverage instrumentation for atheris
 """
 import os
@@ -20,7 +21,9 @@ def _flag(name):
 compile_args = ["-O3"] if not _flag("QWIRE_DEBUG") else ["-O0", "-g", "-UNDEBUG"]
 link_args = []
 if _flag("QWIRE_SANITIZE"):
-    san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined", "-g"]
+    # QWIRE_SANITIZE=recover: UBSan reports every site and goes on (UBSAN_OPTIONS=halt_on_error=0)
+    recover = "-fsanitize-recover=undefined" if os.environ["QWIRE_SANITIZE"] == "recover" else "-fno-sanitize-recover=undefined"
+    san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", recover, "-g"]
     compile_args = ["-O1"] + san
     link_args += san
 if _flag("QWIRE_FUZZ"):

@@ -7,6 +7,7 @@
 #   fuzz       clang, -fsanitize=fuzzer-no-link (coverage for atheris/libFuzzer)   [default]
 #   asan       -fsanitize=address,undefined (QWIRE_SANITIZE=1)
 #   asan-fuzz  both: ASan + UBSan + coverage; run with LD_PRELOAD=asan_with_fuzzer.so
+#   asan-recover  ASan + UBSan that reports every undefined-behaviour site and continues
 #   plain      the ordinary optimised build
 #
 # Afterwards: PYTHONPATH=DEST/src python ...  (tests/fuzz/README.md has the full recipes)
@@ -27,13 +28,14 @@ unset QWIRE_FUZZ QWIRE_SANITIZE
 case "$mode" in
   fuzz) export QWIRE_FUZZ=1 ;;
   asan) export QWIRE_SANITIZE=1 ;;
+  asan-recover) export QWIRE_SANITIZE=recover ;;
   asan-fuzz) export QWIRE_FUZZ=1 QWIRE_SANITIZE=1 ;;
   plain) ;;
   *) echo "unknown mode $mode" >&2; exit 2 ;;
 esac
 if [ "$mode" != plain ]; then
   if ! command -v clang >/dev/null; then
-    if [ "$mode" = asan ]; then
+    if [ "$mode" = asan ] || [ "$mode" = asan-recover ]; then
       echo "clang not found: building the sanitizer build with gcc" >&2
     else
       echo "clang is needed for -fsanitize=fuzzer-no-link (apt-get install clang)" >&2
