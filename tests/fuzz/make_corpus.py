@@ -21,7 +21,9 @@ import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path[:0] = [HERE, os.path.join(ROOT, "tests"), os.path.join(ROOT, "src")]
+sys.path[:0] = [HERE, os.path.join(ROOT, "tests")]
+if glob.glob(os.path.join(ROOT, "src", "qwire", "_core*.so")):  # an in-place build; else the installed qwire
+    sys.path.insert(0, os.path.join(ROOT, "src"))
 
 import hostile  # noqa: E402
 
