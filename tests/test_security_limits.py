@@ -150,11 +150,12 @@ def test_every_limit_in_the_code_is_in_the_table():
     documented = {where(r)[1] for r in ROWS}
     found = set()
     for path, pattern in [
-        ("cython/constants.pxi", r"^(DEFAULT_\w+)\s*="),
+        ("cython/constants.pxi", r"^(DEFAULT_\w+|MAX_DEPTH_LIMIT)\s*="),
         ("src/qwire/compression.py", r"^(DEFAULT_\w+)\s*="),
         ("cython/symtab.pxi", r"^\s+(SYMTAB_MAX\w*)\s*="),
         ("cython/stream.pxi", r"^\s+(RECEIVE_\w+)\s*="),
         ("cython/decode.pxi", r"#define\s+(QW_\w+)\s"),
+        ("cython/cutil.pxi", r"#define\s+(QW_\w+)\s"),
     ]:
         text = open(os.path.join(ROOT, path), encoding="utf-8").read()
         found |= set(re.findall(pattern, text, re.M))
