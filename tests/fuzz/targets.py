@@ -182,8 +182,17 @@ def fuzz_loads(data):
 
 
 def check_plain(data):
-    plain = data if len(data) < 8 or data[2] == 0 else None
+    plain = data if len(data) < 8 or data[2] == 0 else _plain_of(data)
     return outcome(lambda: _decoder.decode(data), plain)
+
+
+def _plain_of(msg):
+    """The plain form of a compressed message, for judging a QError (None if it does not
+    decompress: then no QError is allowed at all)."""
+    try:
+        return bytes(compression.decompress(msg, max_size=_SMALL_DECOMPRESS))
+    except (DecodeError, TypeError, ValueError):
+        return b""
 
 
 @target("loads_view")
