@@ -79,7 +79,7 @@ def is_q_error_message(plain):
     return total == len(plain) and plain[8] == 0x80 and bytes(plain).find(b"\x00", 9) == len(plain) - 1
 
 
-def outcome(call, plain=None):
+def outcome(call, plain=None, size=None):
     """Run `call`; return ("ok", value) or ("error", type name, offset). Raises Finding on a
     forbidden outcome. `plain` is the plain (decompressed) message, for judging a QError."""
     try:
@@ -87,7 +87,8 @@ def outcome(call, plain=None):
     except DecodeError as e:
         if not isinstance(e, ValueError) or not isinstance(e.reason, str):
             raise Finding(f"DecodeError without its contract: {e!r}") from e
-        if e.offset is not None and not (0 <= e.offset <= (len(plain) if plain is not None else 1 << 62)):
+        limit = size if size is not None else (len(plain) if plain is not None else 1 << 62)
+        if e.offset is not None and not (0 <= e.offset <= limit):
             raise Finding(f"DecodeError offset {e.offset} outside the message: {e}") from e
         return ("error", "DecodeError", e.offset)
     except QError as e:
@@ -183,7 +184,8 @@ def fuzz_loads(data):
 
 def check_plain(data):
     plain = data if len(data) < 8 or data[2] == 0 else _plain_of(data)
-    return outcome(lambda: _decoder.decode(data), plain)
+    # offsets are in the compressed message (its faults) or in the plain one (the body's)
+    return outcome(lambda: _decoder.decode(data), plain, size=max(len(data), len(plain)))
 
 
 def _plain_of(msg):
