@@ -19,7 +19,8 @@ import uuid  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from qwire.values import DateTime, Dict, Function, KeyedTable, Table, Vector  # noqa: E402
+from qwire.qtypes import vector_code  # noqa: E402
+from qwire.values import DateTime, Dict, Function, KeyedTable, Table, Timestamp, Vector  # noqa: E402
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 
@@ -159,6 +160,8 @@ class KxBuilder:
             return self._temporal(np.array([x]), atom=True)
         if t is DateTime:
             return self._poke(kx.FloatAtom(_q_nan(x.days, 64)), self._TYPE_OFFSET, -15)
+        if t is Timestamp:  # q's raw units
+            return self._poke(kx.LongAtom(x.ns), self._TYPE_OFFSET, -12)
         if t is np.ndarray:
             return self._array(x)
         if t is Vector:
@@ -199,6 +202,8 @@ class KxBuilder:
             k = self._poke(kx.toq(np.asarray(v.values, dtype=np.float64)), self._TYPE_OFFSET, 15)
         elif v.qtype == "guid":
             k = kx.GUIDVector(v.values)
+        elif isinstance(v.values, np.ndarray) and v.values.dtype.kind == "i" and v.qtype not in _INTEGRAL:
+            k = self._poke(kx.toq(v.values), self._TYPE_OFFSET, vector_code(v.qtype))  # raw temporal units
         else:
             k = self.build(v.values)
         return self._poke(k, self._ATTR_OFFSET, self._ATTRS[v.attr])
@@ -220,6 +225,9 @@ class KxBuilder:
             base = kx.LongAtom(int(raw[0])) if width == 8 else kx.IntAtom(int(raw[0]))
             return self._poke(base, self._TYPE_OFFSET, -t)
         return self._poke(kx.toq(raw.astype(f"i{width}")), self._TYPE_OFFSET, t)
+
+
+_INTEGRAL = ("short", "int", "long")
 
 
 def _objects(items):

@@ -36,6 +36,7 @@ from qwire.values import (
     Lambda,
     Projection,
     Table,
+    Timestamp,
     UnaryPrimitive,
     Vector,
     values_equal,
@@ -140,6 +141,8 @@ TEMPORAL_RANGES = {
     ("m", "ms"): (I32_MIN + 2, I32_MAX - 1),
 }
 TEMPORAL_DTYPES = [np.dtype(f"{k}8[{u}]") for k, u in TEMPORAL_RANGES]
+# q timestamps (ns since 2000) that datetime64[ns] cannot hold: 2262-04-11T23:47:16.854775807 on
+BEYOND_NS = (I64_MAX - NS_2000, I64_MAX - 1)
 
 
 def _temporal_ints(kind, unit, *, where=None):
@@ -206,8 +209,13 @@ q_atom_by_type = {
     "float": _floats(64),
     "char": chars,
     "symbol": NUL_FREE_TEXT,
-    # q values that a datetime cannot carry (sub-microsecond part, NaT, infinities) are datetime64[ns]
-    "timestamp": st.one_of(timestamp_datetimes, _temporal_scalar("M", "ns", where=lambda v: v % 1000 != 0)),
+    # q values that a datetime cannot carry (sub-microsecond part, NaT, infinities) are datetime64[ns];
+    # those with nanoseconds beyond datetime64[ns] (2262-04-11 on) are qwire.Timestamp
+    "timestamp": st.one_of(
+        timestamp_datetimes,
+        _temporal_scalar("M", "ns", where=lambda v: v % 1000 != 0),
+        st.integers(BEYOND_NS[0], BEYOND_NS[1]).filter(lambda v: v % 1000 != 0).map(Timestamp),
+    ),
     "month": _temporal_scalar("M", "M"),
     "date": st.one_of(st.dates(), _temporal_scalar("M", "D", where=lambda v: not _is_python_date(v))),
     "datetime": _floats(64).map(DateTime),
@@ -298,6 +306,13 @@ def wrapped_vectors(size):
         lambda v, a: Vector(v, "datetime", a), _numeric_array(np.dtype("float64"), size), st.sampled_from([None] + ATTRS)
     )
     options = [attributed, datetimes]
+    if size:  # a timestamp vector holding a value beyond datetime64[ns], in q's units
+        beyond = st.integers(*BEYOND_NS)
+        raw = st.lists(st.one_of(beyond, st.integers(I64_MIN, I64_MAX)), min_size=size - 1, max_size=size - 1)
+        options.append(st.builds(
+            lambda b, r, i, a: Vector(np.array(r[:i] + [b] + r[i:], dtype=np.int64), "timestamp", a),
+            beyond, raw, st.integers(0, size - 1), st.sampled_from([None] + ATTRS),
+        ))
     if size == 0:
         options.append(st.just(Vector(np.array([], dtype=object), "guid")))
     return st.one_of(options)
@@ -536,7 +551,7 @@ _SIGNED = {5: 16, 6: 32, 7: 64, 13: 32, 14: 32, 17: 32, 18: 32, 19: 32}
 
 def _raw_element(t, atom):
     """Raw values of q type t. Atoms get float NaNs only in q's pattern (qwire writes null float atoms
-    that way); vector floats carry any bits. Timestamps stay where NumPy's ns can hold them."""
+    that way); vector floats carry any bits."""
     if t == 1:
         return st.integers(0, 1)
     if t == 2:
@@ -550,8 +565,12 @@ def _raw_element(t, atom):
         lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
         return st.one_of(st.integers(lo, hi), st.sampled_from([lo, lo + 1, hi])).map(_u(bits))
     if t in (12, 16):
-        hi = I64_MAX - NS_2000 - 1 if t == 12 else I64_MAX - 1
-        ints = st.one_of(st.integers(I64_MIN + 2, hi), st.sampled_from([I64_MIN, I64_MIN + 1, I64_MAX]))
+        hi = I64_MAX - 1
+        ints = st.one_of(
+            st.integers(I64_MIN + 2, hi),
+            st.integers(*BEYOND_NS),  # timestamps beyond datetime64[ns]
+            st.sampled_from([I64_MIN, I64_MIN + 1, I64_MAX, BEYOND_NS[0] - 1, BEYOND_NS[0]]),
+        )
         # whole microseconds often, so that atoms decode as datetime/timedelta too
         return st.one_of(ints, ints.map(lambda v: v - v % 1000 if I64_MIN + 2000 < v < hi else v)).map(_u(64))
     if t in (8, 9, 15):

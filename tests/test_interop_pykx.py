@@ -138,7 +138,7 @@ def test_temporal_arrays_as_pykx_converts_them(dtype, data, kx, kx_bytes):
 
 
 def test_dataframe_as_pykx_converts_it(kx, kx_bytes):
-    pd = pytest.importorskip("pandas")
+    import pandas as pd  # a test dependency: never skipped
     df = pd.DataFrame({
         "i": np.array([1, 2, 3]), "f": np.array([1.5, np.nan, 3.0]), "b": np.array([True, False, True]),
         "s": np.array(["a", "b", "c"], dtype=object), "h": np.array([1, 2, 3], dtype=np.int16),
@@ -151,7 +151,7 @@ def test_dataframe_as_pykx_converts_it(kx, kx_bytes):
 
 
 def test_keyed_dataframe_as_pykx_converts_it(kx, kx_bytes):
-    pd = pytest.importorskip("pandas")
+    import pandas as pd  # a test dependency: never skipped
     df = pd.DataFrame({"v": np.array([1.5, 2.5])}, index=pd.Index(np.array([10, 20]), name="k"))
     expected = kx_bytes(kx.toq(df))
     assert_same(

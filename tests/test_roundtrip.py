@@ -252,13 +252,29 @@ def test_first_microseconds_of_q_timestamp_range_encode():
     assert bytes(qwire.dumps(first))[8:].hex() == "f4" + struct.pack("<q", -9223372036854775000).hex()
 
 
-@pytest.mark.parametrize("raw", [2**63 - NS_2000, 2**63 - NS_2000 + 1, 2**63 - 3])
+BEYOND = [I64_MAX - NS_2000 - 1, I64_MAX - NS_2000, I64_MAX - NS_2000 + 1, I64_MAX - 3]
+
+
+@pytest.mark.parametrize("raw", BEYOND)
 def test_timestamps_after_2262_with_ns(raw):
-    """q timestamps that datetime64[ns] cannot hold after the epoch shift (2262-04-11 on) and that
-    have nanoseconds. I2 holds for every kdb+ message: they must decode to something that encodes
-    back (TYPES.md has no row for them)."""
-    for m in (message(b"\xf4" + struct.pack("<q", raw)), message(b"\x0c\x00\x01\x00\x00\x00" + struct.pack("<q", raw))):
+    """q timestamps with nanoseconds that datetime64[ns] cannot hold after the epoch shift
+    (2262-04-11T23:47:16.854775807 on): qwire.Timestamp atoms, Vector(int64, 'timestamp') vectors."""
+    beyond = raw >= I64_MAX - NS_2000
+    atom = message(b"\xf4" + struct.pack("<q", raw))
+    assert_same(qwire.loads(atom), qwire.Timestamp(raw) if beyond else np.datetime64(raw + NS_2000, "ns"))
+    vector = message(b"\x0c\x00\x02\x00\x00\x00" + struct.pack("<2q", raw, 5))
+    raws = np.array([raw, 5], dtype=np.int64)
+    assert_same(qwire.loads(vector), Vector(raws, "timestamp") if beyond else (raws + NS_2000).view("datetime64[ns]"))
+    for m in (atom, vector):
         assert bytes(qwire.dumps(qwire.loads(m))).hex() == m.hex()
+
+
+@pytest.mark.parametrize("attr", [1, 2, 3, 4])
+def test_attributed_timestamp_vector_beyond_datetime64(attr):
+    m = message(bytes([12, attr]) + struct.pack("<I2q", 2, 5, I64_MAX - 3))
+    expected = Vector(np.array([5, I64_MAX - 3], dtype=np.int64), "timestamp", "supg"[attr - 1])
+    assert_same(qwire.loads(m), expected)
+    assert bytes(qwire.dumps(qwire.loads(m))).hex() == m.hex()
 
 
 def test_out_of_range_temporal_values_are_refused():
@@ -477,7 +493,7 @@ def test_numpy_float64_is_a_float():
 
 
 def test_pandas_dataframe_is_a_table():
-    pd = pytest.importorskip("pandas")
+    import pandas as pd  # a test dependency: never skipped
     df = pd.DataFrame({"a": np.array([1, 2]), "b": np.array(["x", "y"], dtype=object)})
     expected = Table({"a": np.array([1, 2]), "b": np.array(["x", "y"], dtype=object)})
     assert_same(roundtrip(df), expected)
@@ -562,3 +578,27 @@ def test_same_is_strict():
     assert not same(np.bytes_(b"a"), b"a")
     assert same(float("nan"), float("nan"))
     assert same(np.array([np.nan]), np.array([np.nan]))
+
+
+# ---- array layouts ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["bool", "uint8", "int16", "int32", "int64", "float32", "float64",
+                                   "datetime64[ns]", "datetime64[D]", "timedelta64[ms]"])
+def test_strided_and_byte_swapped_arrays(dtype):
+    a = np.arange(12).astype(dtype) if dtype != "bool" else np.arange(12) % 3 == 1
+    expected = bytes(qwire.dumps(a[::3].copy()))
+    assert bytes(qwire.dumps(a[::3])) == expected
+    assert bytes(qwire.dumps(a[::3][::-1].copy()[::-1])) == expected  # negative strides
+    if a.dtype.itemsize > 1:
+        swapped = a[::3].astype(a.dtype.newbyteorder(">"))
+        assert bytes(qwire.dumps(swapped)) == expected
+
+
+def test_circular_containers_are_refused():
+    lst = []
+    lst.append(lst)
+    d = {}
+    d["a"] = d
+    for x in (lst, d):
+        with pytest.raises(qwire.EncodeError):
+            qwire.dumps(x)
