@@ -48,6 +48,9 @@ from qwire.values import (
 
 cdef extern from "Python.h":
     dict _PyDict_NewPresized(Py_ssize_t minused)
+    PyObject* PyDict_SetDefault(object d, object key, object value) except NULL
+    object PyUnicode_New(Py_ssize_t size, unsigned int maxchar)
+    void* PyUnicode_DATA(object s)
     int PyGC_Enable()
     int PyGC_Disable()
 

@@ -25,7 +25,7 @@ cdef struct DState:
     const unsigned char* rec_keys    # the symbol bytes of the last record dict's keys ...
     Py_ssize_t rec_keys_len
     PyObject* rec_key_list           # ... and their decoded list (a strong reference)
-    bint rec_keys_unique
+    int rec_keys_unique              # 1 distinct, 0 repeated, -1 not known yet
     PyObject* ext                    # extension handler (decode(code, payload)), or NULL
     PyObject* buffers                # iterator over out-of-band buffers, or NULL
     Py_ssize_t oob_count
@@ -887,17 +887,33 @@ cdef object _decode_record(DState* s, Py_ssize_t start, int depth):
         s.rec_key_list = <PyObject*>keys
         s.rec_keys = kstart
         s.rec_keys_len = (s.buf + s.pos) - kstart
-        s.rec_keys_unique = len(set(keys)) == nk
+        s.rec_keys_unique = -1      # not known until the values go in
     cdef Py_ssize_t values_at = s.pos
     cdef dict d
-    cdef Py_ssize_t i
-    # Distinct keys are checked first, so that the values are decoded exactly once.
-    if s.rec_keys_unique and s.end - s.pos >= 6 and s.buf[s.pos] == QT_LIST and s.buf[s.pos + 1] == 0:
+    cdef list values
+    cdef Py_ssize_t i, j
+    # Captured now: decoding the values may decode nested records, which replace the cache.
+    cdef int unique = s.rec_keys_unique
+    if unique != 0 and s.end - s.pos >= 6 and s.buf[s.pos] == QT_LIST and s.buf[s.pos + 1] == 0:
         s.pos += 2
         if _rd_count(s, QT_LIST, False) == nk and nk <= (s.end - s.pos) // 2:
             d = _PyDict_NewPresized(nk)
             for i in range(nk):
-                d[<object>PyList_GET_ITEM(keys, i)] = _decode_item(s, depth + 1)
+                value = _decode_item(s, depth + 1)
+                # One lookup inserts and tells whether the key was already there.
+                if <PyObject*>value != PyDict_SetDefault(d, <object>PyList_GET_ITEM(keys, i), value):
+                    # A repeated key: no Python dict can hold this. Keep what was decoded (all
+                    # distinct before this one) and decode the rest into a list: nothing twice.
+                    if s.rec_key_list == <PyObject*>keys:
+                        s.rec_keys_unique = 0
+                    values = [d[<object>PyList_GET_ITEM(keys, j)] for j in range(i)]
+                    values.append(value)
+                    for j in range(i + 1, nk):
+                        values.append(_decode_item(s, depth + 1))
+                    s.last_code = QT_DICT
+                    return Dict(_object_array(keys), values)
+            if s.rec_key_list == <PyObject*>keys:
+                s.rec_keys_unique = 1
             s.last_code = QT_DICT
             return d
         s.pos = values_at   # not a plain list of as many values: the general path reports it

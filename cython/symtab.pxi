@@ -48,6 +48,15 @@ cdef int _symtab_grow(SymTab* t) except -1:
 
 
 cdef inline str _sym_new(const char* p, Py_ssize_t n):
+    cdef Py_ssize_t i
+    if 1 < n <= 16:
+        # Short ASCII (most symbols): build the str directly, skipping the codec machinery.
+        for i in range(n):
+            if <unsigned char>p[i] >= 0x80:
+                return PyUnicode_DecodeUTF8(p, n, "surrogateescape")
+        out = PyUnicode_New(n, 127)
+        memcpy(PyUnicode_DATA(out), p, n)
+        return <str>out
     return PyUnicode_DecodeUTF8(p, n, "surrogateescape")
 
 
