@@ -334,6 +334,65 @@ def _accepts_kw(name):
         return True
 
 
+def _grammar_runner():
+    """hypothesis drives the type grammar (tests/strategies.py) from the fuzzer's bytes: q trees
+    written as kdb+ writes them, wrapped deep, repeated wide, in either byte order, then damaged."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    import strategies
+
+    wide = st.integers(1, 2000)
+    deep = st.integers(0, 200)  # + the tree's own nesting (< 40) + 1 stays under max_depth=256
+    damage = st.one_of(st.none(), st.tuples(st.just("cut"), st.integers(0, 1 << 20)),
+                       st.tuples(st.just("flip"), st.integers(0, 1 << 20), st.integers(0, 255)))
+
+    @settings(database=None, deadline=None, suppress_health_check=list(HealthCheck), max_examples=1)
+    @given(strategies.q_trees(max_leaves=30), st.sampled_from(["little", "big"]), wide, deep, damage)
+    def run(tree, order, copies, depth, hurt):
+        body = strategies.wire_message(tree, order)[8:]
+        o = "<" if order == "little" else ">"
+        if copies > 1:
+            body = b"\x00\x00" + struct.pack(o + "I", copies) + body * copies
+        body = (b"\x00\x00" + struct.pack(o + "I", 1)) * depth + body
+        msg = bytes([1 if order == "little" else 0, 0, 0, 0]) + struct.pack(o + "I", 8 + len(body)) + body
+        got = outcome(lambda: _decoder.decode(msg), msg)
+        if got[0] != "ok":
+            raise Finding(f"a message the grammar allows was refused: {got}")
+        if hurt is not None:
+            i = 8 + hurt[1] % (len(msg) - 8)
+            if hurt[0] == "cut":
+                bad = msg[:4] + struct.pack(o + "I", i) + msg[8:i]
+            else:
+                bad = msg[:i] + bytes([hurt[2]]) + msg[i + 1:]
+            outcome(lambda: _decoder.decode(bad), bad)
+
+    return run.hypothesis.fuzz_one_input
+
+
+_GRAMMAR = None
+
+
+def _grammar_available():
+    try:
+        import hypothesis  # noqa: F401
+        import strategies  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@target("grammar", needs=_grammar_available)
+def fuzz_grammar(data):
+    """Structure-aware: hypothesis turns the input into a kdb+ message from the type grammar (deep,
+    wide, either byte order), which must decode, and a damaged copy, which must decode or refuse."""
+    global _GRAMMAR
+    if _GRAMMAR is None:
+        _GRAMMAR = _grammar_runner()
+    _GRAMMAR(data)
+    check_rss()
+
+
 class _Record:
     """What the test extension handler builds: a marker that only it creates."""
 
