@@ -192,7 +192,10 @@ def cmd_replay(args):
         t = targets.TARGETS[name]
         start = time.time()
         for path in files:
-            data = open(path, "rb").read()
+            try:
+                data = open(path, "rb").read()
+            except FileNotFoundError:  # a running campaign replaced it with a smaller input
+                continue
             faulthandler.dump_traceback_later(30 * TIMEOUT_S, exit=True)  # a real hang ends the run
             t0 = time.perf_counter()
             try:
