@@ -47,4 +47,6 @@ if [ "$mode" != plain ]; then
 fi
 cd "$dest"
 python setup.py build_ext --inplace -j 1 >"$dest/build.log" 2>&1 || { tail -40 "$dest/build.log" >&2; exit 1; }
+{ git -C "$root" rev-parse --short HEAD 2>/dev/null || echo "?"; } > "$dest/COMMIT"
+if ! git -C "$root" diff --quiet -- src cython setup.py 2>/dev/null; then echo "+local changes" >> "$dest/COMMIT"; fi
 echo "built qwire ($mode) in $dest/src"

@@ -131,7 +131,7 @@ def cmd_fuzz(args):
     record = {
         "target": args.target, "execs": execs, "seconds": round(elapsed, 1), "findings": new,
         "exit": proc.returncode, "build": "asan-fuzz" if args.asan else ("fuzz" if args.build else "python-only"),
-        "commit": git_commit(), "date": stamp, "log": log_path,
+        "commit": _build_commit(args.build) or git_commit(), "date": stamp, "log": log_path,
         "coverage": _last(r"cov: (\d+)", text), "corpus": _last(r"corp: (\d+)", text),
     }
     with open(os.path.join(work, "results.jsonl"), "a") as f:
@@ -147,6 +147,14 @@ def cmd_fuzz(args):
         print("\n".join([ln for ln in text.splitlines() if not ln.lstrip().startswith("#")][-30:]))
         return 1
     return 0
+
+
+def _build_commit(build):
+    """The commit a build.sh build was made from (its COMMIT file), if known."""
+    try:
+        return " ".join(open(os.path.join(build, "COMMIT")).read().split()) if build else None
+    except OSError:
+        return None
 
 
 def _execs(text):
