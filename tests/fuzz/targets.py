@@ -28,7 +28,10 @@ import qwire
 from qwire import compression
 from qwire.errors import DecodeError, QError
 
-RSS_CAP_MB = 512
+import os as _os
+
+# 512 MiB; under AddressSanitizer (shadow memory, quarantine) the process starts near that, so 4x.
+RSS_CAP_MB = 512 * (4 if "asan" in _os.environ.get("LD_PRELOAD", "") else 1)
 MAX_CPU_S = 1.0
 TARGETS: dict[str, "Target"] = {}
 
