@@ -643,6 +643,9 @@ cdef object _decode_vector(DState* s, int code, Py_ssize_t start, int depth):
         value = _decode_fixed(s, code, n)
     s.last_code = code
     s.last_attr = attr
+    if type(value) is Vector:          # raw timestamps beyond datetime64[ns]: already wrapped
+        (<object>value).attr = ATTRIBUTES[attr]
+        return value
     if attr:
         return Vector(value, code, ATTRIBUTES[attr])
     if code == QT_DATETIME or (code == QT_GUID and n == 0):
