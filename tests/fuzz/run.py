@@ -186,7 +186,7 @@ def cmd_replay(args):
     import qwire
     import targets
 
-    names = targets.available() if args.target == "all" else [args.target]
+    names = targets.available() if args.target == "all" else args.target.split(",")
     files = []
     for p in args.paths:
         if os.path.isdir(p):
@@ -260,7 +260,7 @@ def main(argv=None):
     f.add_argument("--rss-limit-mb", type=int, default=0)
     f.add_argument("extra", nargs="*", help="more libFuzzer flags (after --)")
     r = sub.add_parser("replay")
-    r.add_argument("target")
+    r.add_argument("target", help="a target, several separated by commas, or all")
     r.add_argument("paths", nargs="+")
     r.add_argument("--build")
     r.add_argument("--asan", action="store_true")
