@@ -127,10 +127,11 @@ def cmd_fuzz(args):
         return 0
     execs = _execs(text)
     new = sorted(mine() - before)
-    ok = proc.returncode == 0 and not new
+    interrupted = proc.returncode == 72 and "run interrupted" in text  # SIGINT: stopped, not failed
+    ok = (proc.returncode == 0 or interrupted) and not new
     record = {
         "target": args.target, "execs": execs, "seconds": round(elapsed, 1), "findings": new,
-        "exit": proc.returncode, "build": "asan-fuzz" if args.asan else ("fuzz" if args.build else "python-only"),
+        "exit": 0 if interrupted else proc.returncode, "interrupted": interrupted, "build": "asan-fuzz" if args.asan else ("fuzz" if args.build else "python-only"),
         "commit": _build_commit(args.build) or git_commit(), "date": stamp, "log": log_path,
         "coverage": _last(r"cov: (\d+)", text), "corpus": _last(r"corp: (\d+)", text),
     }

@@ -120,12 +120,19 @@ def same_outcome(a, b, what):
         raise Finding(f"{what}: decoded values differ: {a[1]!r:.200} vs {b[1]!r:.200}")
 
 
+_SAME = None
+
+
 def _same(x, y):
-    try:
-        from strategies import same
-    except ImportError:  # tests/ not on the path: fall back to a coarser comparison
-        return repr(x) == repr(y)
-    return same(x, y)
+    """strategies.same (strict: types all the way down), imported once; repr equality when
+    tests/strategies.py cannot be imported with this qwire."""
+    global _SAME
+    if _SAME is None:
+        try:
+            from strategies import same as _SAME
+        except ImportError:
+            _SAME = lambda a, b: repr(a) == repr(b)  # noqa: E731
+    return _SAME(x, y)
 
 
 _rss_peak_checked = 0
