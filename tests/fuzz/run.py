@@ -236,7 +236,8 @@ def cmd_report(args):
         t["execs"] += r["execs"]
         t["seconds"] += r["seconds"]
         t["campaigns"] += 1
-        t["findings"] += len(r["findings"]) + (1 if r["exit"] not in (0,) and not r["findings"] else 0)
+        if not r.get("spurious"):  # annotated by hand after triage (the reason is in the record)
+            t["findings"] += len(r["findings"]) + (1 if r["exit"] not in (0,) and not r["findings"] else 0)
         t["cov"] = max(t["cov"], r.get("coverage") or 0)
     print(f"{'target':14s} {'execs':>12s} {'hours':>7s} {'runs':>5s} {'max cov':>8s} {'findings':>8s}")
     for name, t in sorted(totals.items()):
