@@ -9,11 +9,14 @@ Two families:
   as kdb+ would (spec/QIPC.md), so that I2 (`dumps(loads(m)) == m`) is checked against bytes that
   qwire did not produce. Float atoms only carry q's current NaN pattern, so comparisons are exact.
 
-Sizes stay small: a suite of a few hundred examples per test runs in seconds.
+Sizes stay small: a suite of a few hundred examples per test runs in seconds. Strategies that
+depend on a drawn size are built once per size (`_cached`): hypothesis validates each new strategy
+object, which would otherwise dominate the run time.
 """
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import struct
 import uuid
@@ -51,6 +54,8 @@ MONTHS_2000 = 360
 MS_PER_DAY = 86_400_000
 NAN64_Q = 0xFFF8000000000000  # the NaN current q writes for 0n / 0Nz
 NAN32_Q = 0xFFC00000  # ... and for 0Ne
+
+_cached = functools.lru_cache(maxsize=None)
 
 # ---------------------------------------------------------------------------------------------
 # strict equality
@@ -239,11 +244,13 @@ NUMERIC_DTYPES = [np.dtype(t) for t in ("bool", "uint8", "int16", "int32", "int6
 ATTRS = ["s", "u", "p", "g"]
 
 
+@_cached
 def _numeric_array(dtype, size):
     elements = _from_bits(dtype) if dtype.kind == "f" else None
     return hnp.arrays(dtype, size, elements=elements)
 
 
+@_cached
 def _temporal_array(dtype, size):
     kind, unit = dtype.kind, np.datetime_data(dtype)[0]
     return st.lists(_temporal_ints(kind, unit), min_size=size, max_size=size).map(
@@ -257,18 +264,22 @@ def _object_array(items):
     return out
 
 
+@_cached
 def _symbol_array(size):
     return st.lists(NUL_FREE_TEXT, min_size=size, max_size=size).map(_object_array)
 
 
+@_cached
 def _guid_array(size):
     return st.lists(uuids, min_size=size, max_size=size).map(_object_array)
 
 
+@_cached
 def _char_vector(size):
     return st.binary(min_size=size, max_size=size)
 
 
+@_cached
 def plain_vectors(size):
     """Vectors of exactly `size` items that decode without a wrapper (no attribute)."""
     options = [_numeric_array(d, size) for d in NUMERIC_DTYPES]
@@ -295,6 +306,7 @@ def natural_qtype(values):
     }[str(values.dtype)]
 
 
+@_cached
 def wrapped_vectors(size):
     """Vectors that decode to qwire.Vector: attributed ones, q datetime, the empty guid vector."""
     attributed = st.builds(
@@ -318,6 +330,7 @@ def wrapped_vectors(size):
     return st.one_of(options)
 
 
+@_cached
 def vectors_of_size(size, wrapped=True):
     return st.one_of(plain_vectors(size), wrapped_vectors(size)) if wrapped else plain_vectors(size)
 
@@ -388,6 +401,7 @@ def decodes_as_python_dict(keys, values):
     return False
 
 
+@_cached
 def columns(n, values=None):
     """One table column of n rows: a vector, or a general list (strings, or any values)."""
     items = values if values is not None else st.one_of(st.binary(max_size=4), q_atoms())
@@ -397,24 +411,31 @@ def columns(n, values=None):
 def tables(n=None, values=None):
     """qwire.Table values of n rows (any number when n is None)."""
     rows = st.just(n) if n is not None else st.integers(0, 4)
-    return st.tuples(rows, st.lists(NAMES, min_size=1, max_size=3, unique=True)).flatmap(
-        lambda n_names: st.builds(
-            lambda cols, attr: Table(dict(zip(n_names[1], cols)), attr=attr),
-            st.lists(columns(n_names[0], values), min_size=len(n_names[1]), max_size=len(n_names[1])),
-            st.sampled_from([None, None, None, "s"]),
-        )
+    return st.tuples(rows, st.integers(1, 3)).flatmap(lambda nk: _tables_of(nk[0], nk[1], values))
+
+
+@_cached
+def _tables_of(n, k, values):
+    return st.builds(
+        lambda names, cols, attr: Table(dict(zip(names, cols)), attr=attr),
+        st.lists(NAMES, min_size=k, max_size=k, unique=True),
+        st.lists(columns(n, values), min_size=k, max_size=k),
+        st.sampled_from([None, None, None, "s"]),
     )
 
 
 def keyed_tables(values=None):
     """qwire.KeyedTable values; a sorted one has `s#` on its key table, as q makes them."""
-    return st.integers(0, 4).flatmap(
-        lambda n: st.builds(
-            lambda k, v, s: KeyedTable(Table({"k" + c: k[c] for c in k.columns}, attr="s" if s else k.attr), v, sorted=s),
-            tables(n, values),
-            tables(n, values),
-            st.booleans(),
-        )
+    return st.integers(0, 4).flatmap(lambda n: _keyed_tables_of(n, values))
+
+
+@_cached
+def _keyed_tables_of(n, values):
+    return st.builds(
+        lambda k, v, s: KeyedTable(Table({"k" + c: k[c] for c in k.columns}, attr="s" if s else k.attr), v, sorted=s),
+        tables(n, values),
+        tables(n, values),
+        st.booleans(),
     )
 
 
@@ -430,20 +451,23 @@ def _sorted_dict(keys, values, is_sorted):
 def q_dicts(values=None):
     """qwire.Dict values that stay qwire.Dict through a round trip (TYPES.md's rules)."""
     items = values if values is not None else q_atoms()
-    # general-list keys: hashable atoms (some duplicated, some all symbols) or unhashable vectors
-    key_items = st.one_of(hashable_keys, st.sampled_from(["a", "b", 1]), q_vectors(2))
-
-    def keys_values(n):
-        keys = st.one_of(vectors_of_size(n), st.lists(key_items, min_size=n, max_size=n))
-        vals = st.one_of(vectors_of_size(n), st.lists(items, min_size=n, max_size=n), tables(n))
-        return st.tuples(keys, vals, st.booleans())
-
     return (
         st.integers(0, 4)
-        .flatmap(keys_values)
+        .flatmap(lambda n: _dict_parts(n, items))
         .map(lambda kvs: _sorted_dict(*kvs))
         .filter(lambda d: not decodes_as_python_dict(d.keys, d.values))
     )
+
+
+# general-list keys: hashable atoms (some duplicated, some all symbols) or unhashable vectors
+_KEY_ITEMS = st.one_of(hashable_keys, st.sampled_from(["a", "b", 1]), q_vectors(2))
+
+
+@_cached
+def _dict_parts(n, items):
+    keys = st.one_of(vectors_of_size(n), st.lists(_KEY_ITEMS, min_size=n, max_size=n))
+    vals = st.one_of(vectors_of_size(n), st.lists(items, min_size=n, max_size=n), tables(n))
+    return st.tuples(keys, vals, st.booleans())
 
 
 def python_values(max_leaves=10, functions_=None):
@@ -549,6 +573,7 @@ def _u(bits):
 _SIGNED = {5: 16, 6: 32, 7: 64, 13: 32, 14: 32, 17: 32, 18: 32, 19: 32}
 
 
+@_cached
 def _raw_element(t, atom):
     """Raw values of q type t. Atoms get float NaNs only in q's pattern (qwire writes null float atoms
     that way); vector floats carry any bits."""
@@ -587,17 +612,23 @@ def _raw_element(t, atom):
 VECTOR_TYPES = [1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
 
 
+@_cached
 def q_atom_trees():
-    return st.sampled_from(VECTOR_TYPES).flatmap(lambda t: _raw_element(t, True).map(lambda r: ("atom", -t, r)))
+    return st.one_of([_raw_element(t, True).map(functools.partial(_atom_tree, t)) for t in VECTOR_TYPES])
+
+
+def _atom_tree(t, raw):
+    return ("atom", -t, raw)
 
 
 def q_vector_trees(n=None, attrs=(0, 0, 1, 2, 3, 4)):
     size = st.just(n) if n is not None else st.integers(0, 5)
-    return st.tuples(st.sampled_from(VECTOR_TYPES), size, st.sampled_from(attrs)).flatmap(
-        lambda tna: st.lists(_raw_element(tna[0], False), min_size=tna[1], max_size=tna[1]).map(
-            lambda raws: ("vector", tna[0], tna[2], raws)
-        )
-    )
+    return st.tuples(st.sampled_from(VECTOR_TYPES), size, st.sampled_from(attrs)).flatmap(lambda tna: _vector_tree(*tna))
+
+
+@_cached
+def _vector_tree(t, n, attr):
+    return st.lists(_raw_element(t, False), min_size=n, max_size=n).map(lambda raws: ("vector", t, attr, raws))
 
 
 def q_function_trees(children):
@@ -620,10 +651,7 @@ def q_function_trees(children):
     )
 
 
-_COLUMN_NAMES = st.lists(st.binary(min_size=1, max_size=4).map(lambda b: b.replace(b"\x00", b"_")), min_size=1,
-                         max_size=3, unique=True)
-
-
+@_cached
 def _sized(n, children):
     """Items of exactly n elements: vectors, or general lists."""
     return st.one_of(q_vector_trees(n), st.lists(children, min_size=n, max_size=n).map(lambda i: ("list", 0, i)))
@@ -631,14 +659,18 @@ def _sized(n, children):
 
 def _table_trees(children, n=None):
     rows = st.just(n) if n is not None else st.integers(0, 3)
-    return rows.flatmap(
-        lambda n: _COLUMN_NAMES.flatmap(
-            lambda names: st.builds(
-                lambda cols, attr: ("table", attr, names, cols),
-                st.lists(_sized(n, children), min_size=len(names), max_size=len(names)),
-                st.sampled_from([0, 0, 1]),
-            )
-        )
+    return st.tuples(rows, st.integers(1, 3)).flatmap(lambda nk: _table_trees_of(children, *nk))
+
+
+@_cached
+def _table_trees_of(children, n, k):
+    names = st.lists(st.binary(min_size=1, max_size=4).map(lambda b: b.replace(b"\x00", b"_")), min_size=k,
+                     max_size=k, unique=True)
+    return st.builds(
+        lambda names, cols, attr: ("table", attr, names, cols),
+        names,
+        st.lists(_sized(n, children), min_size=k, max_size=k),
+        st.sampled_from([0, 0, 1]),
     )
 
 
@@ -652,19 +684,26 @@ def _dict_tree(is_sorted, keys, values):
 
 
 def _dict_trees(children):
-    def of(n):
-        keys = st.one_of(
-            q_vector_trees(n),
-            st.lists(children, min_size=n, max_size=n).map(lambda i: ("list", 0, i)),
-            st.lists(q_atom_trees(), min_size=n, max_size=n).map(lambda i: ("list", 0, i)),
-        )
-        values = st.one_of(_sized(n, children), _table_trees(children, n))
-        return st.builds(_dict_tree, st.booleans(), keys, values)
-
-    keyed = st.integers(0, 3).flatmap(
-        lambda n: st.builds(_dict_tree, st.booleans(), _table_trees(children, n), _table_trees(children, n))
+    return st.one_of(
+        st.integers(0, 3).flatmap(lambda n: _dict_trees_of(children, n)),
+        st.integers(0, 3).flatmap(lambda n: _keyed_trees_of(children, n)),
     )
-    return st.one_of(st.integers(0, 3).flatmap(of), keyed)
+
+
+@_cached
+def _dict_trees_of(children, n):
+    keys = st.one_of(
+        q_vector_trees(n),
+        st.lists(children, min_size=n, max_size=n).map(lambda i: ("list", 0, i)),
+        st.lists(q_atom_trees(), min_size=n, max_size=n).map(lambda i: ("list", 0, i)),
+    )
+    values = st.one_of(_sized(n, children), _table_trees(children, n))
+    return st.builds(_dict_tree, st.booleans(), keys, values)
+
+
+@_cached
+def _keyed_trees_of(children, n):
+    return st.builds(_dict_tree, st.booleans(), _table_trees(children, n), _table_trees(children, n))
 
 
 def q_trees(max_leaves=8):
