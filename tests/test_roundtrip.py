@@ -467,6 +467,14 @@ ENCODE_ONLY = [
     ("str_ array", np.array(["a", "bc"]), np.array(["a", "bc"], dtype=object)),
     ("datetime64[ns] scalar, whole µs", np.datetime64("2001-01-01T00:00:00.000001", "ns"),
      dt.datetime(2001, 1, 1, 0, 0, 0, 1)),
+    ("Timestamp in datetime's range", qwire.Timestamp(1000), dt.datetime(2000, 1, 1, 0, 0, 0, 1)),
+    ("Timestamp with ns", qwire.Timestamp(1), np.datetime64("2000-01-01T00:00:00.000000001", "ns")),
+    ("Vector forcing symbols", Vector(["a", "b"], "symbol"), np.array(["a", "b"], dtype=object)),
+    ("Vector of raw dates", Vector(np.array([0, 1], dtype=np.int32), "date"),
+     np.array(["2000-01-01", "2000-01-02"], dtype="datetime64[D]")),
+    ("Vector of raw timestamps", Vector(np.array([0, 1]), "timestamp"),
+     np.array([NS_2000, NS_2000 + 1]).view("datetime64[ns]")),
+    ("Vector of raw minutes", Vector(np.array([5], dtype=np.int32), "minute"), np.array([5], dtype="timedelta64[m]")),
 ]
 
 
