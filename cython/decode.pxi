@@ -306,6 +306,8 @@ cdef class Decoder:
         s.syms.entries = NULL
         s.syms.cap = 0
         s.syms.used = 0
+        s.syms.hits = 0
+        s.syms.off = False
         s.intern = n >= 512
         s.rec_keys = NULL
         s.rec_keys_len = 0

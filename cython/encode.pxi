@@ -11,6 +11,10 @@ cdef struct WState:
     Py_ssize_t run_start      # where the current run of our own bytes started
     PyObject* layout          # NULL, or a list: [(start, end) | memoryview]
     void* ring[64]            # the last 64 containers on the path, to name a cycle
+    PyObject* rec_keys[32]    # the str keys of the last record dict written (strong references)
+    Py_ssize_t rec_n          # how many (0: none)
+    Py_ssize_t rec_at         # where that record's symbol-vector bytes are in buf
+    Py_ssize_t rec_len
 
 
 cdef int _grow(WState* w, Py_ssize_t n) except -1:
@@ -203,6 +207,7 @@ cdef class Encoder:
         w.ext_total = 0
         w.run_start = 0
         w.layout = NULL
+        w.rec_n = 0
         cdef object layout = None
         try:
             if type(obj) is QError:
@@ -219,6 +224,7 @@ cdef class Encoder:
             raise
         finally:
             Py_XDECREF(w.layout)
+            _forget_record(&w)
         return _message_take(w.buf, w.len, w.len + w.ext_total, layout)
 
     cdef int _finish_header(self, WState* w, int msg_type) except -1:
@@ -343,40 +349,88 @@ cdef class Encoder:
         return 0
 
     cdef int _enc_dict(self, WState* w, dict d, int depth) except -1:
+        """A dict: str keys as a symbol vector (else a general list), values as a general list.
+        Consecutive records with the same key objects reuse the key bytes already written."""
         self._enter(w, d, depth)
         cdef Py_ssize_t n = len(d)
-        cdef Py_ssize_t pos = 0
+        if n > RECORD_MAX_KEYS:
+            return self._enc_big_dict(w, d, depth)
+        cdef PyObject* ks[RECORD_MAX_KEYS]
+        cdef PyObject* vs[RECORD_MAX_KEYS]
+        cdef Py_ssize_t pos = 0, i = 0, j
         cdef PyObject* k
         cdef PyObject* v
         cdef bint all_str = True
-        while PyDict_Next(d, &pos, &k, &v):
+        cdef Py_ssize_t keys_at
+        while i < n and PyDict_Next(d, &pos, &k, &v):
+            Py_INCREF(<object>k)   # held: encoding a value may run code that changes d
+            Py_INCREF(<object>v)
+            ks[i] = k
+            vs[i] = v
+            i += 1
             if type(<object>k) is not str:
                 all_str = False
-                break
+        n = i
+        try:
+            _reserve(w, 1)
+            _put1(w, QT_DICT)
+            keys_at = w.len
+            if all_str:
+                if n > 0 and w.rec_n == n and memcmp(ks, w.rec_keys, n * sizeof(PyObject*)) == 0:
+                    _reserve(w, w.rec_len)
+                    memcpy(w.buf + w.len, w.buf + w.rec_at, w.rec_len)
+                    w.len += w.rec_len
+                else:
+                    _w_vector_head(w, QT_SYMBOL, 0, n, self.capability)
+                    for j in range(n):
+                        if _w_sym_text(w, <str>ks[j]):
+                            all_str = False   # a key with NUL: the keys become a general list
+                            w.len = keys_at
+                            break
+                    if all_str:
+                        _forget_record(w)
+                        for j in range(n):
+                            Py_INCREF(<object>ks[j])
+                            w.rec_keys[j] = ks[j]
+                        w.rec_n = n
+                        w.rec_at = keys_at
+                        w.rec_len = w.len - keys_at
+            if not all_str:
+                _w_vector_head(w, QT_LIST, 0, n, self.capability)
+                for j in range(n):
+                    self._enc(w, <object>ks[j], depth + 1)
+            _w_vector_head(w, QT_LIST, 0, n, self.capability)
+            for j in range(n):
+                self._enc(w, <object>vs[j], depth + 1)
+        finally:
+            for j in range(n):
+                Py_XDECREF(ks[j])
+                Py_XDECREF(vs[j])
+        if len(d) != n:
+            raise EncodeError("dict changed size during encoding")
+        return 0
+
+    cdef int _enc_big_dict(self, WState* w, dict d, int depth) except -1:
+        items = list(d.items())   # a snapshot: encoding a value may run code that changes d
+        cdef Py_ssize_t n = len(items)
         _reserve(w, 1)
         _put1(w, QT_DICT)
-        pos = 0
         cdef Py_ssize_t keys_at = w.len
+        cdef bint all_str = all(type(kv[0]) is str for kv in items)
         if all_str:
             _w_vector_head(w, QT_SYMBOL, 0, n, self.capability)
-            while PyDict_Next(d, &pos, &k, NULL):
-                if _w_sym_text(w, <str>k):
-                    all_str = False   # a key with NUL: rewrite the keys as a general list
+            for kv in items:
+                if _w_sym_text(w, <str>kv[0]):
+                    all_str = False
                     w.len = keys_at
-                    pos = 0
                     break
         if not all_str:
             _w_vector_head(w, QT_LIST, 0, n, self.capability)
-            while PyDict_Next(d, &pos, &k, NULL):
-                self._enc(w, <object>k, depth + 1)
+            for kv in items:
+                self._enc(w, kv[0], depth + 1)
         _w_vector_head(w, QT_LIST, 0, n, self.capability)
-        pos = 0
-        cdef Py_ssize_t seen = 0
-        while PyDict_Next(d, &pos, NULL, &v):
-            self._enc(w, <object>v, depth + 1)
-            seen += 1
-        if seen != n or len(d) != n:
-            raise EncodeError("dict changed size during encoding")
+        for kv in items:
+            self._enc(w, kv[1], depth + 1)
         return 0
 
     # ---- arrays ------------------------------------------------------------------------------
@@ -772,6 +826,13 @@ cdef class Encoder:
             _put1(w, <uint8_t>f.type_code)
             return self._enc(w, f.func, depth + 1)
         raise EncodeError(f"Unable to serialize {_qualname(t)} objects", t)
+
+
+cdef void _forget_record(WState* w) noexcept:
+    cdef Py_ssize_t j
+    for j in range(w.rec_n):
+        Py_XDECREF(w.rec_keys[j])
+    w.rec_n = 0
 
 
 cdef inline int _w_float_atom(WState* w, int type_byte, double d) except -1:

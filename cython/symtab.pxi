@@ -13,9 +13,12 @@ cdef struct SymTab:
     SymEntry* entries
     Py_ssize_t cap           # a power of two, or 0 before first use
     Py_ssize_t used
+    Py_ssize_t hits
+    bint off                 # interning stopped: the symbols here do not repeat
 
 
 cdef enum:
+    SYMTAB_PROBATION = 4096  # distinct symbols seen before judging whether interning pays
     SYMTAB_INITIAL = 64
     SYMTAB_MAX = 1 << 17     # entries; past this, symbols are created without interning
     SYMTAB_MAX_LEN = 64      # longer symbols are rarely repeated; don't hash them
@@ -62,7 +65,11 @@ cdef inline str _sym_new(const char* p, Py_ssize_t n):
 
 cdef str symtab_get(SymTab* t, const char* p, Py_ssize_t n):
     """The str for the symbol bytes p[0:n], shared with earlier equal symbols of this call."""
-    if n > SYMTAB_MAX_LEN:
+    if n > SYMTAB_MAX_LEN or t.off:
+        return _sym_new(p, n)
+    if t.used >= SYMTAB_PROBATION and t.hits < t.used:
+        # Fewer repeats than distinct symbols: hashing costs more than it saves.
+        t.off = True
         return _sym_new(p, n)
     if t.used * 2 >= t.cap:
         if t.cap >= SYMTAB_MAX:
@@ -77,6 +84,7 @@ cdef str symtab_get(SymTab* t, const char* p, Py_ssize_t n):
         if e.obj == NULL:
             break
         if e.hash == h and e.len == n and memcmp(e.ptr, p, n) == 0:
+            t.hits += 1
             return <str>e.obj
         j = (j + 1) & mask
     s = _sym_new(p, n)
@@ -98,3 +106,5 @@ cdef void symtab_free(SymTab* t) noexcept:
     t.entries = NULL
     t.cap = 0
     t.used = 0
+    t.hits = 0
+    t.off = False
