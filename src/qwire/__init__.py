@@ -10,6 +10,7 @@ C-contiguous buffer, a `Message` or an mmap. See docs/TYPES.md for the type mapp
 """
 from ._api import Decoder, Encoder, Message, dump, dumps, load, loads
 from .io import MessageLog, iter_load
+from .compression import compress, decompress
 from .errors import DecodeError, EncodeError, QError, QWireError
 from .qtypes import QType
 from .values import (
@@ -42,6 +43,8 @@ __all__ = [
     "Encoder",
     "Decoder",
     "Message",
+    "compress",
+    "decompress",
     "QWireError",
     "DecodeError",
     "EncodeError",
