@@ -103,6 +103,7 @@ def test_expected_value_is_what_kdb_serializes(case, kx, to_kx, kx_bytes):
     assert kx_bytes(k).hex() == case.qwire_message.hex()
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # PyKX on q datetimes
 def test_datetime_cases_are_q_datetimes(kx):
     for expr in ("2000.01.04T05:36:57.600", "0Nz", "2000.01.04T05:36:57.600 0Nz"):
         case = next(c for c in CASES if c.expression == expr)
