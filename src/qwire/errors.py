@@ -10,6 +10,9 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "QError",
+    "ForeignObjectError",
+    "OnDiskObjectError",
+    "UnregisteredTypeError",
 ]
 
 
@@ -65,3 +68,28 @@ class QError(QWireError):
 
     def __reduce__(self):
         return (QError, (self.text,))
+
+
+class ForeignObjectError(EncodeError):
+    """An object qwire refuses to write: code (functions, classes, modules), live process state
+    (generators, coroutines, sockets, locks, threads) or an instance of a class nobody registered.
+
+    `obj_type` is the refused object's type; the message names it and says how to proceed
+    (register the class, or convert the object to values qwire writes).
+    """
+
+
+class OnDiskObjectError(EncodeError):
+    """An object whose data lives in a file (numpy.memmap, mmap.mmap, an open file, an array that
+    views a memory map): refused unless `allow_on_disk=True`, which copies the data in."""
+
+
+class UnregisteredTypeError(DecodeError):
+    """A registered-object record names a class that the decoding registry does not know.
+
+    Nothing was constructed or imported. `name` is the stable name in the record.
+    """
+
+    def __init__(self, message, offset=None, type_code=None, name=None):
+        self.name = name
+        super().__init__(message, offset, type_code)
