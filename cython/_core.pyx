@@ -9,6 +9,7 @@ The module is one compiled unit; this file is its table of contents:
   symtab.pxi     per-call symbol intern table used by the decoder
   stream.pxi     receive buffers (aligned, growing), the stream state behind Decoder.feed
   decode.pxi     Decoder: q bytes -> Python values
+  refs.pxi       extension records: registered objects, references, the Python handler
   api.pxi        dumps and loads
 """
 import sys
@@ -95,4 +96,5 @@ include "encode.pxi"
 include "symtab.pxi"
 include "stream.pxi"
 include "decode.pxi"
+include "refs.pxi"
 include "api.pxi"

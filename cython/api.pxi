@@ -3,9 +3,12 @@
 
 cdef dict _DEFAULT_ENCODERS = {name: Encoder(name) for name in ("async", "sync", "response")}
 cdef Decoder _DEFAULT_DECODER = Decoder()
+cdef list _OPTION_ENCODERS = [{} for _ in range(8)]   # [q_compatible | refs << 1 | allow_on_disk << 2][msg_type]
+cdef Decoder _STRICT_DECODER = Decoder(strict_fields=True)
 
 
-def dumps(obj, *, msg_type="async", compress=False, buffer_callback=None, **options):
+def dumps(obj, *, msg_type="async", compress=False, buffer_callback=None, q_compatible=False, refs=False,
+          registry=None, allow_on_disk=False, **options):
     """Serialize `obj` as one q IPC message and return it as a `Message`.
 
     msg_type: "async" (0, the default), "sync" (1) or "response" (2): the header's message type.
@@ -14,17 +17,37 @@ def dumps(obj, *, msg_type="async", compress=False, buffer_callback=None, **opti
       kdb+'s size threshold (messages under 2009 bytes stay plain).
     buffer_callback: pickle protocol 5's (see Encoder); with it, large vectors may travel out of
       band in an extension record, and the message is no longer pure kdb+ IPC.
+    q_compatible: never write a qwire extension record: the message is pure kdb+ IPC, and a value
+      that needs a record (tuple, set, registered object, ...) raises EncodeError naming it.
+    refs: keep shared and circular references (an object reached twice comes back as one object);
+      without it a cycle raises EncodeError.
+    registry: the qwire.Registry of classes to write (default: qwire.default_registry).
+    allow_on_disk: copy memory-mapped arrays, mmaps and open files in (default: OnDiskObjectError).
     options: Encoder options: max_depth, zero_copy_threshold, capability, oob_threshold.
     """
     cdef Encoder enc
-    if buffer_callback is not None:
-        enc = Encoder(msg_type, buffer_callback=buffer_callback, **options)
-    elif options:
-        enc = Encoder(msg_type, **options)
-    else:
+    cdef int flags
+    if buffer_callback is not None or options:
+        enc = Encoder(msg_type, buffer_callback=buffer_callback, q_compatible=q_compatible, refs=refs,
+                      registry=registry, allow_on_disk=allow_on_disk, **options)
+    elif registry is None and q_compatible is False and refs is False and allow_on_disk is False:
         enc = _DEFAULT_ENCODERS.get(msg_type)
         if enc is None:
             enc = Encoder(msg_type)
+    else:
+        # the other combinations: an Encoder made once (per registry)
+        flags = 0
+        if q_compatible:
+            flags |= 1
+        if refs:
+            flags |= 2
+        if allow_on_disk:
+            flags |= 4
+        cache = <dict>_OPTION_ENCODERS[flags] if registry is None else _registry_cache(registry, flags)
+        enc = cache.get(msg_type)
+        if enc is None:
+            enc = Encoder(msg_type, q_compatible=q_compatible, refs=refs, registry=registry, allow_on_disk=allow_on_disk)
+            cache[msg_type] = enc
     msg = enc._encode(obj, enc.msg_type)
     if compress is not False:
         from qwire._api import _compress_message
@@ -32,14 +55,39 @@ def dumps(obj, *, msg_type="async", compress=False, buffer_callback=None, **opti
     return msg
 
 
-def loads(data, *, buffers=None, **options):
+def loads(data, *, buffers=None, registry=None, strict_fields=False, **options):
     """Deserialize one q IPC message from bytes, bytearray, memoryview, Message, mmap or any
     C-contiguous buffer (compressed messages included). Vectors whose wire layout equals NumPy's
     come back as read-only views into `data`, which they keep alive. Raises DecodeError on
     malformed input and QError when the message is a q error.
     buffers: the out-of-band buffers of a message written with a buffer_callback, in order.
+    registry: the qwire.Registry of classes that may be built (default: qwire.default_registry);
+      a record naming any other class raises UnregisteredTypeError. Nothing else is ever built:
+      no __reduce__, no import, no eval.
+    strict_fields: a registered dataclass or NamedTuple whose fields differ from this reader's is
+      a DecodeError (by default missing fields take their defaults and unknown ones are ignored).
     options: Decoder options: max_depth, max_decompressed_size.
     """
+    cdef Decoder dec
     if options:
-        return Decoder(**options)._decode(data, buffers)
-    return _DEFAULT_DECODER._decode(data, buffers)
+        return Decoder(registry=registry, strict_fields=strict_fields, **options)._decode(data, buffers)
+    if registry is None:
+        return (_STRICT_DECODER if strict_fields else _DEFAULT_DECODER)._decode(data, buffers)
+    cache = _registry_cache(registry, "strict decoder" if strict_fields else "decoder")
+    dec = cache.get(None)
+    if dec is None:
+        dec = Decoder(registry=registry, strict_fields=strict_fields)
+        cache[None] = dec
+    return dec._decode(data, buffers)
+
+
+cdef dict _registry_cache(object registry, object key):
+    # The Encoders or Decoders that dumps/loads made for this registry (kept on it).
+    try:
+        caches = registry._codec_cache
+    except AttributeError:
+        raise TypeError(f"registry must be a qwire.Registry, not {type(registry).__name__}") from None
+    cache = caches.get(key)
+    if cache is None:
+        cache = caches.setdefault(key, {})
+    return <dict>cache

@@ -27,6 +27,7 @@ cdef struct DState:
     PyObject* rec_key_list           # ... and their decoded list (a strong reference)
     int rec_keys_unique              # 1 distinct, 0 repeated, -1 not known yet
     PyObject* ext                    # extension handler (decode(code, payload)), or NULL
+    PyObject* xs                     # references and registry of this call (refs.pxi), or NULL
     PyObject* buffers                # iterator over out-of-band buffers, or NULL
     Py_ssize_t oob_count
     SegRef* segs                     # payloads of a multi-segment Message, read in place
@@ -137,7 +138,11 @@ cdef object _scalar(cnp.dtype descr, const void* data):
 cdef class Decoder:
     """Reads q IPC messages; holds the options so hot loops pay for them once.
 
-    Decoder(*, max_depth=256, max_decompressed_size=1 GiB)
+    Decoder(*, max_depth=256, max_decompressed_size=1 GiB, registry=None, strict_fields=False)
+    registry: the qwire.Registry of classes it may build (default: qwire.default_registry); a
+      registered-object record naming any other class raises UnregisteredTypeError.
+    strict_fields: a registered dataclass or NamedTuple whose fields differ from the reader's is a
+      DecodeError (by default missing fields take their defaults and unknown ones are ignored).
     `decode(data)`: from bytes, bytearray, memoryview, Message, mmap or any C-contiguous buffer.
     Safe to share between threads: a decode call keeps all its state on the stack.
     """
@@ -145,11 +150,20 @@ cdef class Decoder:
     cdef readonly int max_depth
     cdef readonly object max_decompressed_size
     cdef readonly object max_message_size
-    cdef readonly object _ext
+    cdef readonly object _ext      # extension handler (src/qwire/extensions.py; refs.pxi reads the registry)
     cdef _Stream _stream
 
-    def __init__(self, *, max_depth=DEFAULT_MAX_DEPTH, max_decompressed_size=None, ext=None,
-                 max_message_size=None):
+    @property
+    def registry(self):
+        """The qwire.Registry whose classes this decoder may build."""
+        return self._ext.registry
+
+    @property
+    def strict_fields(self):
+        return self._ext.strict_fields
+
+    def __init__(self, *, max_depth=DEFAULT_MAX_DEPTH, max_decompressed_size=None,
+                 max_message_size=None, registry=None, strict_fields=False):
         if not 1 <= max_depth <= MAX_DEPTH_LIMIT:
             # Each level is a C stack frame or two: beyond this, a deep enough value could
             # exhaust a thread's stack before the depth check refused it.
@@ -157,7 +171,7 @@ cdef class Decoder:
         self.max_depth = max_depth
         self.max_decompressed_size = max_decompressed_size
         self.max_message_size = max_message_size
-        self._ext = ext
+        self._ext = _default_extensions(registry, strict_fields=strict_fields)
         self._stream = None
 
     # ---- streams: feed bytes as they arrive, iterate complete messages -----------------------
@@ -210,7 +224,8 @@ cdef class Decoder:
         return self._decode(self._stream.ready.popleft(), None)
 
     def __reduce__(self):
-        return (_make_decoder, (self.max_depth, self.max_decompressed_size, self._ext, self.max_message_size))
+        return (_make_decoder, (self.max_depth, self.max_decompressed_size, self._ext.registry, self.max_message_size,
+                                self._ext.strict_fields))
 
     def decode(self, data, buffers=None):
         """Deserialize one message. Raises DecodeError on malformed input and QError when the
@@ -313,6 +328,7 @@ cdef class Decoder:
         s.rec_keys_len = 0
         s.rec_key_list = NULL
         s.ext = <PyObject*>self._ext if self._ext is not None else NULL
+        s.xs = NULL
         s.oob_count = 0
         s.segs = segs
         s.nsegs = nsegs
@@ -343,6 +359,7 @@ cdef class Decoder:
                 PyGC_Enable()
             symtab_free(&s.syms)
             Py_XDECREF(s.rec_key_list)
+            Py_XDECREF(s.xs)
 
     cdef object _decode_compressed(self, object data, object buffers):
         from qwire import compression
@@ -460,6 +477,10 @@ cdef object _decode_extension(DState* s, Py_ssize_t start, int depth):
     _need(s, 1, "an extension record's code")
     cdef int code = s.buf[s.pos]
     s.pos += 1
+    if _CODE_CLASS[code] == CODE_CORE:                  # refs.pxi: registered objects, references
+        return _decode_core_record(s, code, start, depth)
+    if _CODE_CLASS[code] == CODE_UNKNOWN:
+        _fail(f"unknown qwire extension record code {code:#04x}", start, QT_EXTENSION)
     payload = _decode_item(s, depth + 1)
     try:
         value = (<object>s.ext).decode(code, payload)
@@ -1028,6 +1049,6 @@ cdef object _decode_function(DState* s, int t, Py_ssize_t start, int depth):
 cdef tuple _ITERATOR_KINDS = ("'", "/", "\\", "':", "/:", "\\:")
 
 
-def _make_decoder(max_depth, max_decompressed_size, ext, max_message_size=None):
-    return Decoder(max_depth=max_depth, max_decompressed_size=max_decompressed_size, ext=ext,
-                   max_message_size=max_message_size)
+def _make_decoder(max_depth, max_decompressed_size, registry=None, max_message_size=None, strict_fields=False):
+    return Decoder(max_depth=max_depth, max_decompressed_size=max_decompressed_size, registry=registry,
+                   max_message_size=max_message_size, strict_fields=strict_fields)

@@ -11,6 +11,8 @@ cdef struct WState:
     Py_ssize_t run_start      # where the current run of our own bytes started
     PyObject* layout          # NULL, or a list: [(start, end) | memoryview]
     void* ring[64]            # the last 64 containers on the path, to name a cycle
+    PyObject* xs              # extension records and references of this call (refs.pxi), or NULL
+    bint refs                 # refs=True (refs.pxi)
     PyObject* rec_keys[32]    # the str keys of the last record dict written (strong references)
     Py_ssize_t rec_n          # how many (0: none)
     Py_ssize_t rec_at         # where that record's symbol-vector bytes are in buf
@@ -75,8 +77,12 @@ cdef int _w_sym_text(WState* w, str s) except -1:
     try:
         p = PyUnicode_AsUTF8AndSize(s, &n)
     except UnicodeEncodeError:
-        # Symbols decoded from invalid UTF-8 carry surrogate escapes; lone surrogates still raise.
-        enc = s.encode("utf-8", "surrogateescape")
+        # Symbols decoded from invalid UTF-8 carry surrogate escapes; other lone surrogates make
+        # a str that no symbol can carry (an extension record can: refs.pxi).
+        try:
+            enc = s.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return 1
         p = PyBytes_AS_STRING(enc)
         n = PyBytes_GET_SIZE(enc)
     if memchr(p, 0, n) != NULL:
@@ -153,6 +159,11 @@ cdef class Encoder:
 
     Encoder(msg_type="async", *, max_depth=256, zero_copy_threshold=65536, capability=6,
             buffer_callback=None, oob_threshold=65536)
+    q_compatible: never write a qwire extension record (pure kdb+ IPC); values that need one raise
+      EncodeError naming them.
+    refs: keep shared and circular references (docs/FORMAT.md); the message is for qwire only.
+    registry: the qwire.Registry of classes to write (default: qwire.default_registry).
+    allow_on_disk: copy memory-mapped arrays, mmaps and open files in instead of refusing them.
     buffer_callback: pickle protocol 5's: called with a pickle.PickleBuffer for each vector of
       at least oob_threshold bytes whose layout is NumPy's; a false return sends it out of band
       (the message records only its header), a true one keeps it in band.
@@ -164,13 +175,17 @@ cdef class Encoder:
     cdef readonly int max_depth
     cdef readonly Py_ssize_t zero_copy_threshold
     cdef readonly int capability
-    cdef readonly object _ext      # extension handler: encode(obj) -> (code, payload) | None, refuse(obj, reason)
+    cdef readonly object _ext      # extension handler (src/qwire/extensions.py, called from refs.pxi)
+    cdef readonly bint q_compatible
+    cdef readonly bint refs
+    cdef readonly bint allow_on_disk
     cdef readonly object _buffer_callback
     cdef readonly Py_ssize_t oob_threshold
 
     def __init__(self, msg_type="async", *, max_depth=DEFAULT_MAX_DEPTH,
-                 zero_copy_threshold=DEFAULT_ZERO_COPY_THRESHOLD, capability=6, ext=None,
-                 buffer_callback=None, oob_threshold=DEFAULT_OOB_THRESHOLD):
+                 zero_copy_threshold=DEFAULT_ZERO_COPY_THRESHOLD, capability=6,
+                 buffer_callback=None, oob_threshold=DEFAULT_OOB_THRESHOLD,
+                 q_compatible=False, refs=False, registry=None, allow_on_disk=False):
         try:
             self.msg_type = MSG_TYPES[msg_type]
         except (KeyError, TypeError):
@@ -184,14 +199,25 @@ cdef class Encoder:
         self.max_depth = max_depth
         self.zero_copy_threshold = max(<Py_ssize_t>zero_copy_threshold, 1)
         self.capability = capability
-        self._ext = ext
+        if refs and q_compatible:
+            raise ValueError("refs=True writes qwire extension records, which q_compatible=True rules out")
+        self.q_compatible = q_compatible
+        self.refs = refs
+        self.allow_on_disk = allow_on_disk
+        self._ext = _default_extensions(registry, q_compatible, allow_on_disk)
         if buffer_callback is not None and not callable(buffer_callback):
             raise TypeError("buffer_callback must be callable")
         self._buffer_callback = buffer_callback
         self.oob_threshold = max(<Py_ssize_t>oob_threshold, 0)
 
+    @property
+    def registry(self):
+        """The qwire.Registry whose classes this encoder writes."""
+        return self._ext.registry
+
     def __reduce__(self):
-        return (_make_encoder, (self.msg_type, self.max_depth, self.zero_copy_threshold, self.capability, self._ext))
+        return (_make_encoder, (self.msg_type, self.max_depth, self.zero_copy_threshold, self.capability,
+                                self.q_compatible, self.refs, self._ext.registry, self.allow_on_disk))
 
     def encode(self, obj):
         """Serialize `obj` into a Message (docs/TYPES.md lists what can be written)."""
@@ -207,9 +233,13 @@ cdef class Encoder:
         w.ext_total = 0
         w.run_start = 0
         w.layout = NULL
+        w.xs = NULL                     # refs.pxi
+        w.refs = self.refs
         w.rec_n = 0
         cdef object layout = None
         try:
+            if self.refs:
+                _enc_state(&w, self)
             if type(obj) is QError:
                 self._enc_error(&w, obj)
             else:
@@ -219,11 +249,14 @@ cdef class Encoder:
                 if w.len > w.run_start:
                     layout.append((w.run_start, w.len))
             self._finish_header(&w, msg_type)
-        except BaseException:
+        except BaseException as exc:
             PyMem_Free(w.buf)
+            if isinstance(exc, EncodeError) and _is_cycle_error(exc):
+                raise _locate_cycle(obj, exc) from None      # refs.pxi: say where the cycle is
             raise
         finally:
             Py_XDECREF(w.layout)
+            Py_XDECREF(w.xs)
             _forget_record(&w)
         return _message_take(w.buf, w.len, w.len + w.ext_total, layout)
 
@@ -245,15 +278,7 @@ cdef class Encoder:
         """An object q cannot carry: an extension record when this encoder has an extension
         handler (docs/FORMAT.md), else EncodeError(reason)."""
         if self._ext is not None:
-            record = self._ext.encode(obj)
-            if record is not None:
-                code, payload = record
-                self._enter(w, obj, depth)
-                _reserve(w, 2)
-                _put1(w, QT_EXTENSION)
-                _put1(w, <uint8_t>code)
-                return self._enc(w, payload, depth + 1)
-            return self._ext.refuse(obj, reason)
+            return _write_extension(self, w, obj, depth, reason)     # refs.pxi
         if not reason:
             reason = f"Unable to serialize {_qualname(type(obj))} objects"
         raise EncodeError(f"{reason} (q_compatible: no extension records)", type(obj))
@@ -287,7 +312,7 @@ cdef class Encoder:
         if t is int:
             v = PyLong_AsLongLongAndOverflow(obj, &overflow)
             if overflow:
-                return self._fallback(w, obj, depth, f"int {obj} is outside q's long range (int64)")
+                return self._fallback(w, obj, depth, "an int outside q's long range (int64)")   # no str(obj): O(n**2)
             _reserve(w, 9)
             _put1(w, <uint8_t>(-QT_LONG))
             _put8(w, <uint64_t>v)
@@ -300,8 +325,12 @@ cdef class Encoder:
             _put1(w, 1 if obj is True else 0)
             return 0
         if t is dict:
+            if w.refs:
+                return _refs_enc(self, w, obj, t, depth)      # refs.pxi
             return self._enc_dict(w, <dict>obj, depth)
         if t is list:
+            if w.refs:
+                return _refs_enc(self, w, obj, t, depth)
             return self._enc_list(w, <list>obj, 0, depth)
         if obj is None:
             _reserve(w, 2)
@@ -309,9 +338,13 @@ cdef class Encoder:
             _put1(w, 0)
             return 0
         if t is np.ndarray:
+            if w.refs:
+                return _refs_enc(self, w, obj, t, depth)
             return self._enc_array(w, <cnp.ndarray>obj, 0)
         if t is bytes:
             return self._w_raw_vector(w, QT_CHAR, 0, obj, PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj))
+        if w.xs != NULL and _registered_type(w, t):      # refs.pxi: once a message has met the registry
+            return _write_extension(self, w, obj, depth, None)
         return self._enc_other(w, obj, t, depth)
 
     cdef int _enc_float(self, WState* w, double d) except -1:
@@ -436,6 +469,8 @@ cdef class Encoder:
     # ---- arrays ------------------------------------------------------------------------------
 
     cdef int _enc_array(self, WState* w, cnp.ndarray arr, int attr) except -1:
+        if cnp.PyArray_BASE(arr) != NULL and not self.allow_on_disk:
+            _check_in_memory(arr)                  # refs.pxi: memory-mapped data is refused
         if cnp.PyArray_NDIM(arr) != 1:
             if attr == 0:
                 return self._fallback(w, arr, 0, f"only 1-D arrays are q vectors; got a {cnp.PyArray_NDIM(arr)}-D array")
@@ -663,7 +698,7 @@ cdef class Encoder:
         converted = _convert_foreign(obj)
         if converted is not None:
             return self._enc(w, converted, depth)
-        return self._fallback(w, obj, depth, f"Unable to serialize {_qualname(t)} objects (docs/TYPES.md lists what qwire writes)")
+        return self._fallback(w, obj, depth, None)      # the extension handler words any refusal
 
     cdef int _enc_numpy_scalar(self, WState* w, object obj, type t) except -1:
         if t is np.bytes_:
@@ -683,7 +718,10 @@ cdef class Encoder:
             if dt.kind == "U":
                 _reserve(w, 1)
                 _put1(w, <uint8_t>(-QT_SYMBOL))
-                return _w_sym_text(w, str(obj))
+                if _w_sym_text(w, str(obj)):          # NUL or a lone surrogate: not a symbol
+                    w.len -= 1
+                    return self._fallback(w, obj, 0, f"a str containing NUL cannot be a q symbol")
+                return 0
             return self._fallback(w, obj, 0, f"NumPy {dt} scalars have no q type (docs/TYPES.md)")
         cdef int code = info[0]
         cdef int conv = info[1]
@@ -955,5 +993,7 @@ cdef object _convert_foreign(object obj):
     return None
 
 
-def _make_encoder(msg_type, max_depth, zero_copy_threshold, capability, ext):
-    return Encoder(msg_type, max_depth=max_depth, zero_copy_threshold=zero_copy_threshold, capability=capability, ext=ext)
+def _make_encoder(msg_type, max_depth, zero_copy_threshold, capability, q_compatible=False, refs=False,
+                  registry=None, allow_on_disk=False):
+    return Encoder(msg_type, max_depth=max_depth, zero_copy_threshold=zero_copy_threshold, capability=capability,
+                   q_compatible=q_compatible, refs=refs, registry=registry, allow_on_disk=allow_on_disk)

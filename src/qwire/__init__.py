@@ -66,3 +66,16 @@ __all__ = [
     "Derived",
     "ELIDED",
 ]
+
+# The Python layer: strict registration of classes, refusal errors (docs/FORMAT.md).
+from .errors import ForeignObjectError, OnDiskObjectError, UnregisteredTypeError  # noqa: E402
+from .registry import Registry, default_registry, register  # noqa: E402
+
+__all__ += [
+    "Registry",
+    "default_registry",
+    "register",
+    "ForeignObjectError",
+    "OnDiskObjectError",
+    "UnregisteredTypeError",
+]

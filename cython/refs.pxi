@@ -1,0 +1,788 @@
+# The Python layer's records (docs/FORMAT.md): the glue to the extension handler
+# (src/qwire/extensions.py), registered objects by stable name (src/qwire/registry.py), and
+# reference tracking (refs=True).
+#
+# Writing: Encoder._fallback hands every value q cannot carry to _write_extension; with
+# refs=True, Encoder._enc hands lists, dicts and arrays to _refs_enc. Reading:
+# _decode_extension hands codes 0x20..0x2F to _decode_core_record.
+#
+# References. An object reached again is written as `70 21 <int atom: index>`. Indices count
+# definitions in the order both sides complete a step of the same depth-first walk:
+#   `70 22 <value>`            a list, dict, set, bytearray or registered dataclass: its index is
+#                              taken when the record starts, before its contents, so that the
+#                              contents can refer back to it (cycles);
+#   `70 23 (<value>; <int>)`   a tuple, frozenset, array, NamedTuple or custom-registered object,
+#                              built from its contents: its index is taken when it is complete
+#                              (the int is 0Ni). A cycle through one (a tuple holding a list that
+#                              holds the tuple) writes it again inside itself, as pickle does; the
+#                              outer copy then ends with the inner one's index and is dropped.
+# A cycle through no object of the first kind cannot be rebuilt without running code: EncodeError.
+
+import mmap as _mmap_module
+
+from qwire import extensions as _extensions
+from qwire import registry as _registry
+from qwire.errors import UnregisteredTypeError
+
+from cpython.dict cimport PyDict_GetItem
+from cpython.ref cimport Py_REFCNT
+from libc.string cimport memset
+cimport cython
+
+cdef enum:
+    EXT_REGISTERED = 0x20
+    EXT_REF = 0x21
+    EXT_DEFINE = 0x22
+    EXT_DEFINE_IMMUTABLE = 0x23
+
+    KIND_FIELDS = 1           # registry.py's entry kinds
+    KIND_NAMEDTUPLE = 2
+    KIND_ENUM = 3
+    KIND_CUSTOM = 4
+
+    CODE_UNKNOWN = 0          # what a code byte means to the decoder and encoder
+    CODE_LEAF = 1             # handler record whose payload holds built-in data only
+    CODE_CONTAINER = 2        # handler record whose payload list holds the user's objects
+    CODE_CORE = 3             # read here (0x20..0x2F)
+
+cdef unsigned char[256] _CODE_CLASS
+_CODE_CLASS[:] = [CODE_UNKNOWN] * 256
+for _c in _extensions.HANDLED_CODES:
+    _CODE_CLASS[_c] = CODE_CONTAINER if _c in _extensions.CONTAINER_CODES else CODE_LEAF
+for _c in (EXT_REGISTERED, EXT_REF, EXT_DEFINE, EXT_DEFINE_IMMUTABLE):
+    _CODE_CLASS[_c] = CODE_CORE
+
+# Checked by tests/test_registry.py and tests/test_extensions.py against the Python side.
+CORE_RECORD_CODES = {"REGISTERED": EXT_REGISTERED, "REF": EXT_REF, "DEFINE": EXT_DEFINE,
+                     "DEFINE_IMMUTABLE": EXT_DEFINE_IMMUTABLE}
+REGISTRY_KINDS = {"FIELDS": KIND_FIELDS, "NAMEDTUPLE": KIND_NAMEDTUPLE, "ENUM": KIND_ENUM, "CUSTOM": KIND_CUSTOM}
+
+cdef int EXT_SET = _extensions.Code.SET
+cdef object _Extensions = _extensions.Extensions
+cdef type _mmap_type = _mmap_module.mmap
+cdef type _memmap_type = np.memmap
+cdef type _ndarray_type = np.ndarray
+
+
+def _default_extensions(registry=None, q_compatible=False, allow_on_disk=False, strict_fields=False):
+    return _Extensions(registry, q_compatible=q_compatible, allow_on_disk=allow_on_disk, strict_fields=strict_fields)
+
+
+# ---- a pointer -> index hash map (open addressing), for the encoder's memo -----------------------
+
+cdef struct PtrSlot:
+    void* key
+    Py_ssize_t value
+
+
+cdef struct PtrMap:
+    PtrSlot* slots
+    Py_ssize_t mask
+    Py_ssize_t used
+    bint heap                  # slots were allocated (not the owner's inline table)
+
+
+cdef inline PtrSlot* _pm_slot(PtrMap* m, void* k) noexcept nogil:
+    # Fibonacci hashing of the address (objects are 16-byte aligned), linear probing.
+    cdef uint64_t h = (<uint64_t><size_t>k >> 4) * <uint64_t>0x9E3779B97F4A7C15
+    cdef Py_ssize_t i = <Py_ssize_t>(h >> 40) & m.mask
+    while m.slots[i].key != NULL and m.slots[i].key != k:
+        i = (i + 1) & m.mask
+    return &m.slots[i]
+
+
+cdef inline Py_ssize_t _pm_get(PtrMap* m, void* k) noexcept nogil:
+    if m.slots == NULL:
+        return -1
+    cdef PtrSlot* slot = _pm_slot(m, k)
+    return slot.value if slot.key != NULL else -1
+
+
+# One large cleared table kept between calls: large tables come from mmap, and faulting in fresh
+# pages costs more than writing the message (the GIL guards these two globals).
+cdef PtrSlot* _spare_slots = NULL
+cdef Py_ssize_t _spare_cap = 0
+cdef enum:
+    SPARE_MIN = 1 << 13        # tables from 8192 slots (128 KiB) up are kept ...
+    SPARE_MAX = 1 << 18        # ... up to 262144 slots (4 MiB)
+
+
+cdef int _pm_grow(PtrMap* m) except -1:
+    global _spare_slots, _spare_cap
+    cdef Py_ssize_t old_cap = m.mask + 1 if m.slots != NULL else 0
+    cdef Py_ssize_t cap = old_cap * 4 if old_cap else 64
+    cdef PtrSlot* old = m.slots
+    cdef PtrSlot* slots
+    if _spare_slots != NULL and cap <= _spare_cap <= 4 * cap:
+        slots = _spare_slots            # cleared when it was returned
+        cap = _spare_cap
+        _spare_slots = NULL
+        _spare_cap = 0
+    else:
+        slots = <PtrSlot*>PyMem_Calloc(cap, sizeof(PtrSlot))
+        if slots == NULL:
+            raise MemoryError()
+    m.slots = slots
+    m.mask = cap - 1
+    cdef Py_ssize_t i
+    cdef PtrSlot* slot
+    for i in range(old_cap):
+        if old[i].key != NULL:
+            slot = _pm_slot(m, old[i].key)
+            slot[0] = old[i]
+    if m.heap:
+        _pm_release(old, old_cap)
+    m.heap = True
+    return 0
+
+
+cdef void _pm_release(PtrSlot* slots, Py_ssize_t cap) noexcept:
+    global _spare_slots, _spare_cap
+    if SPARE_MIN <= cap <= SPARE_MAX and cap > _spare_cap:
+        memset(slots, 0, cap * sizeof(PtrSlot))
+        PyMem_Free(_spare_slots)
+        _spare_slots = slots
+        _spare_cap = cap
+    else:
+        PyMem_Free(slots)
+
+
+cdef inline int _pm_set(PtrMap* m, void* k, Py_ssize_t v) except -1:
+    if m.slots == NULL or (m.used + 1) * 2 > m.mask + 1:
+        _pm_grow(m)
+    cdef PtrSlot* slot = _pm_slot(m, k)
+    if slot.key == NULL:
+        slot.key = k
+        m.used += 1
+    slot.value = v
+    return 0
+
+
+cdef void _pm_free(PtrMap* m) noexcept:
+    if m.heap:
+        _pm_release(m.slots, m.mask + 1)
+    m.slots = NULL
+    m.heap = False
+
+
+# ---- registered classes: the core's compiled snapshot of a registry ------------------------------
+
+cdef extern from "Python.h":
+    object PyObject_GenericGetDict(object o, void* context)
+    int PyObject_GenericSetDict(object o, object value, void* context) except -1
+
+cdef object _object_new = object.__new__
+cdef object _tuple_new = tuple.__new__
+
+
+cdef class _CEntry:
+    """A registry.Entry as the core uses it: its record's bytes precomputed."""
+    cdef readonly object entry
+    cdef object cls
+    cdef int kind
+    cdef bytes header          # 70 20 (list head) name [63 keys (values list head)]: up to the first value
+    cdef Py_ssize_t name_end   # header[2:name_end] is what the decoder compares to find the same class again
+    cdef tuple fields
+    cdef bint has_dict
+    cdef bint plain_new        # the class keeps object.__new__
+
+
+cdef _CEntry _compile_entry(object e):
+    cdef _CEntry c = _CEntry.__new__(_CEntry)
+    c.entry = e
+    c.cls = e.cls
+    c.kind = e.kind
+    c.fields = e.fields
+    c.has_dict = e.has_dict
+    c.plain_new = e.cls.__new__ is object.__new__
+    head = b"\x70\x20\x00\x00\x02\x00\x00\x00" + e.sym
+    c.name_end = len(head)
+    if c.kind == KIND_FIELDS or c.kind == KIND_NAMEDTUPLE:
+        head += b"\x63" + e.keys + b"\x00\x00" + len(c.fields).to_bytes(4, "little")
+    c.header = head
+    return c
+
+
+cdef tuple _compiled(object registry):
+    """(source table, type -> _CEntry, name -> _CEntry) for the registry's current tables,
+    rebuilt when a registration has replaced them (registries are copy-on-write)."""
+    src = registry._by_type
+    cache = registry._core_cache
+    if cache is not None and (<tuple>cache)[0] is src:
+        return <tuple>cache
+    by_type = {}
+    by_name = {}
+    for t, e in src.items():
+        c = _compile_entry(e)
+        by_type[t] = c
+        by_name[e.name] = c
+    cache = (src, by_type, by_name)
+    registry._core_cache = cache
+    return cache
+
+
+# ---- writing -------------------------------------------------------------------------------------
+
+@cython.freelist(4)
+cdef class _EncState:
+    """One encode call's state for extension records (created when the first one is written, or
+    up front with refs=True)."""
+    cdef PtrMap memo             # tracked object -> index (borrowed: the object graph keeps them alive)
+    cdef PtrMap active           # objects of the second kind being written -> memo.used when entered
+    cdef PtrSlot[16] small       # the memo's first table (most messages track few objects)
+    cdef int ext_depth           # depth of the innermost extension payload being written
+    cdef int suspend             # > 0 inside a payload of built-in data only: nothing to track
+    cdef void* untracked         # a handler's payload list: written as part of its record
+    cdef void* wrapping          # an array _refs_enc already records (its fallback must not again)
+    cdef dict by_type            # the registry's table, from when it was first needed
+    cdef object ext
+    cdef list keep               # values made while writing (encode functions, copies): kept alive
+                                 # so that no tracked object's address is reused during the call
+
+    def __dealloc__(self):
+        _pm_free(&self.memo)
+        _pm_free(&self.active)
+
+
+cdef _EncState _enc_state(WState* w, Encoder enc):
+    cdef _EncState xs
+    if w.xs != NULL:
+        return <_EncState>w.xs
+    xs = _EncState.__new__(_EncState)      # zeroed memory, small table included
+    xs.memo.slots = xs.small
+    xs.memo.mask = 15
+    xs.ext = enc._ext
+    Py_INCREF(xs)
+    w.xs = <PyObject*>xs
+    return xs
+
+
+cdef inline dict _by_type(_EncState xs):
+    if xs.by_type is None:
+        xs.by_type = _compiled(xs.ext.registry)[1]
+    return xs.by_type
+
+
+cdef inline bint _registered_type(WState* w, type t) except -1:
+    """True when t is registered, as far as this message has looked at the registry (Encoder._enc
+    asks before its own checks of the other types, once the first registered object was seen)."""
+    cdef _EncState xs = <_EncState>w.xs
+    return xs.by_type is not None and t in xs.by_type
+
+
+cdef inline int _w_ref(WState* w, Py_ssize_t index) except -1:
+    _reserve(w, 7)
+    _put1(w, QT_EXTENSION)
+    _put1(w, EXT_REF)
+    _put1(w, <uint8_t>(-QT_INT))
+    _put4(w, <uint32_t><int32_t>index)
+    return 0
+
+
+cdef inline int _memo_add(_EncState xs, object obj) except -1:
+    """Track obj under the next index. The memo's pointers are borrowed: the objects belong to
+    the graph being written, and the values the encoder makes on the way are kept in xs.keep."""
+    if xs.memo.used >= 0x7FFFFFFE:
+        raise EncodeError("refs=True: more than 2**31 - 2 objects to track in one message")
+    _pm_set(&xs.memo, <void*>obj, xs.memo.used)
+    return 0
+
+
+cdef inline object _kept(_EncState xs, object value):
+    """value, kept alive until the message is written (a value made while writing)."""
+    if xs.keep is None:
+        xs.keep = []
+    xs.keep.append(value)
+    return value
+
+
+cdef int _track_kind(_EncState xs, object obj, type t):
+    """0 not tracked; 1 defined before its contents (`70 22`); 2 after them (`70 23`)."""
+    if t is tuple or t is frozenset:
+        return 2
+    if t is set or t is bytearray:
+        return 1
+    if t is _ndarray_type:
+        return 2
+    entry = _by_type(xs).get(t)
+    if entry is None:
+        return 0
+    cdef int kind = (<_CEntry>entry).kind
+    if kind == KIND_FIELDS:
+        return 1
+    return 0 if kind == KIND_ENUM else 2
+
+
+cdef int _write_extension(Encoder enc, WState* w, object obj, int depth, str reason) except -1:
+    """An object q cannot carry (Encoder._fallback): a reference, a registered object, or the
+    handler's record; the handler's refusal when there is none."""
+    cdef _EncState xs = _enc_state(w, enc)
+    cdef type t = type(obj)
+    cdef Py_ssize_t index
+    cdef int kind
+    if depth < xs.ext_depth:
+        depth = xs.ext_depth      # array paths call the fallback without their depth
+    if xs.wrapping == <void*>obj:
+        xs.wrapping = NULL
+        return _ext_body(enc, w, xs, obj, t, depth, reason)
+    if w.refs and xs.suspend == 0:
+        kind = _track_kind(xs, obj, t)
+        if kind:
+            index = _pm_get(&xs.memo, <void*>obj)
+            if index >= 0:
+                return _w_ref(w, index)
+            if kind == 1:
+                _memo_add(xs, obj)
+                _reserve(w, 2)
+                _put1(w, QT_EXTENSION)
+                _put1(w, EXT_DEFINE)
+                return _ext_body(enc, w, xs, obj, t, depth, reason)
+            return _w_define_later(enc, w, xs, obj, t, depth, reason, False)
+    return _ext_body(enc, w, xs, obj, t, depth, reason)
+
+
+cdef int _ext_body(Encoder enc, WState* w, _EncState xs, object obj, type t, int depth, str reason) except -1:
+    if not enc.q_compatible:
+        entry = _by_type(xs).get(t)
+        if entry is not None:
+            return _w_registered(enc, w, xs, <_CEntry>entry, obj, depth)
+        record = xs.ext.encode(obj)
+        if record is not None:
+            code, payload = record
+            if code is None:                      # on-disk data, copied in (allow_on_disk=True)
+                return enc._enc(w, _kept(xs, payload), depth)
+            return _w_record(enc, w, xs, obj, <int>code, payload, depth)
+    xs.ext.refuse(obj, reason)
+    raise EncodeError(reason or f"Unable to serialize {_qualname(t)} objects", t)
+
+
+cdef int _w_record(Encoder enc, WState* w, _EncState xs, object obj, int code, object payload, int depth) except -1:
+    if not 0 < code < 0x20 or _CODE_CLASS[code] == CODE_UNKNOWN:
+        raise EncodeError(f"the extension handler returned code {code}, which is not one of its codes", type(obj))
+    enc._enter(w, obj, depth)
+    _reserve(w, 2)
+    _put1(w, QT_EXTENSION)
+    _put1(w, <uint8_t>code)
+    cdef int saved = xs.ext_depth
+    xs.ext_depth = depth + 1
+    if _CODE_CLASS[code] == CODE_LEAF:
+        xs.suspend += 1
+        enc._enc(w, payload, depth + 1)
+        xs.suspend -= 1
+    else:
+        xs.untracked = <void*>payload
+        enc._enc(w, payload, depth + 1)
+        xs.untracked = NULL
+    xs.ext_depth = saved
+    return 0
+
+
+cdef int _w_registered(Encoder enc, WState* w, _EncState xs, _CEntry c, object obj, int depth) except -1:
+    """70 20 (name; state): a dataclass's or NamedTuple's fields as a symbol-keyed dictionary
+    (written straight from the object), an enum member's name, a custom encode's value."""
+    enc._enter(w, obj, depth)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(c.header)
+    _reserve(w, n)
+    memcpy(w.buf + w.len, PyBytes_AS_STRING(c.header), n)
+    w.len += n
+    cdef int kind = c.kind
+    if kind != KIND_FIELDS and kind != KIND_NAMEDTUPLE:
+        return enc._enc(w, _kept(xs, c.entry.state(obj)), depth + 1)
+    cdef tuple fields = c.fields
+    cdef Py_ssize_t nf = len(fields)
+    cdef Py_ssize_t i
+    cdef PyObject* v
+    if kind == KIND_NAMEDTUPLE:
+        if len(<tuple>obj) != nf:
+            raise EncodeError(f"a {c.entry.name!r} has {len(<tuple>obj)} items but {nf} fields", type(obj))
+        for i in range(nf):
+            enc._enc(w, (<tuple>obj)[i], depth + 3)
+        return 0
+    if c.has_dict:
+        d = PyObject_GenericGetDict(obj, NULL)
+        for i in range(nf):
+            v = PyDict_GetItem(d, fields[i])
+            if v != NULL:
+                enc._enc(w, <object>v, depth + 3)
+            else:
+                _enc_attr(enc, w, xs, obj, fields[i], depth + 3)
+        return 0
+    for i in range(nf):
+        _enc_attr(enc, w, xs, obj, fields[i], depth + 3)
+    return 0
+
+
+cdef int _enc_attr(Encoder enc, WState* w, _EncState xs, object obj, str name, int depth) except -1:
+    value = getattr(obj, name)
+    if Py_REFCNT(value) == 1:       # made by a property just now, not stored in obj
+        _kept(xs, value)
+    return enc._enc(w, value, depth)
+
+
+cdef int _w_define_later(Encoder enc, WState* w, _EncState xs, object obj, type t, int depth, str reason,
+                         bint array) except -1:
+    """70 23 (value; index): an object built from its contents, so defined once they are written."""
+    cdef Py_ssize_t entered = _pm_get(&xs.active, <void*>obj)
+    if entered >= 0 and entered == xs.memo.used:
+        # Reached inside itself again with nothing defined in between: the cycle holds only
+        # objects that are built from their contents, which no decoder can rebuild.
+        err = EncodeError(f"a cycle through {type(obj).__name__} and other objects built from their contents only "
+                          "(tuples, frozensets, arrays, NamedTuples, classes registered with encode/decode) cannot be "
+                          "rebuilt: put a list, dict, set or registered dataclass on the cycle", t)
+        err._cycle = obj
+        err._cycle_refs = True
+        raise err
+    _pm_set(&xs.active, <void*>obj, xs.memo.used)
+    _reserve(w, 8)
+    _put1(w, QT_EXTENSION)
+    _put1(w, EXT_DEFINE_IMMUTABLE)
+    _put1(w, QT_LIST)
+    _put1(w, 0)
+    _put4(w, 2)
+    if array:
+        xs.wrapping = <void*>obj
+        enc._enc_array(w, <cnp.ndarray>obj, 0)
+        xs.wrapping = NULL
+    else:
+        _ext_body(enc, w, xs, obj, t, depth + 1, reason)
+    _pm_set(&xs.active, <void*>obj, entered)
+    cdef Py_ssize_t index = _pm_get(&xs.memo, <void*>obj)
+    _reserve(w, 5)
+    _put1(w, <uint8_t>(-QT_INT))
+    if index >= 0:
+        _put4(w, <uint32_t><int32_t>index)     # a copy of the definition written inside it
+    else:
+        _memo_add(xs, obj)
+        _put4(w, <uint32_t>NULL_INT)
+    return 0
+
+
+cdef int _refs_enc(Encoder enc, WState* w, object obj, type t, int depth) except -1:
+    """refs=True for a list, dict or array: a reference when seen before, else a definition."""
+    cdef _EncState xs = <_EncState>w.xs
+    cdef Py_ssize_t index
+    if xs.suspend or xs.untracked == <void*>obj:
+        xs.untracked = NULL
+    else:
+        index = _pm_get(&xs.memo, <void*>obj)
+        if index >= 0:
+            return _w_ref(w, index)
+        if t is _ndarray_type:
+            return _w_define_later(enc, w, xs, obj, t, depth, None, True)
+        _memo_add(xs, obj)
+        _reserve(w, 2)
+        _put1(w, QT_EXTENSION)
+        _put1(w, EXT_DEFINE)
+    if t is dict:
+        return enc._enc_dict(w, <dict>obj, depth)
+    if t is list:
+        return enc._enc_list(w, <list>obj, 0, depth)
+    return enc._enc_array(w, <cnp.ndarray>obj, 0)
+
+
+cdef int _check_in_memory(object arr) except -1:
+    """OnDiskObjectError for an array whose data is a memory map (its bases reach an mmap)."""
+    cdef object o = arr
+    cdef PyObject* b
+    cdef type t
+    for _ in range(64):
+        if o is None:
+            return 0
+        t = type(o)
+        if t is _ndarray_type or isinstance(o, _ndarray_type):
+            if t is _memmap_type or isinstance(o, _memmap_type):
+                raise _extensions.on_disk_error(arr)
+            b = cnp.PyArray_BASE(<cnp.ndarray>o)
+            if b == NULL:
+                return 0
+            o = <object>b
+        elif t is memoryview:
+            o = PyMemoryView_GET_BUFFER(o).obj
+        elif t is _mmap_type or isinstance(o, _mmap_type):
+            raise _extensions.on_disk_error(arr)
+        else:
+            return 0
+    return 0
+
+
+cdef bint _is_cycle_error(object err):
+    """An EncodeError that a cycle may have caused: the core's depth and cycle errors, and the
+    refs=True cycle that cannot be rebuilt."""
+    if getattr(err, "_cycle", None) is not None:
+        return True
+    text = err.args[0] if err.args and type(err.args[0]) is str else ""
+    return text.startswith("circular reference at depth") or text.startswith("nesting ")
+
+
+cdef object _locate_cycle(object root, object err):
+    """The EncodeError for a cycle, saying where it is (searched for from the root once the
+    error has happened: nothing is spent on it while writing)."""
+    target = getattr(err, "_cycle", None)
+    try:
+        if target is not None:
+            first, again = _extensions.cycle_path(root, target)
+        else:
+            first, again, target = _extensions.find_cycle(root)
+    except Exception:  # noqa: a broken container must not hide the error
+        first = again = None
+    if getattr(err, "_cycle_refs", False):
+        where = f" at {first}" if first else ""
+        new = EncodeError(f"circular reference{where}: {err.args[0]}", err.obj_type)
+    elif again is None:
+        return err                       # deep, but not circular: the depth error stands
+    else:
+        new = EncodeError(f"circular reference at {first}: this {type(target).__name__} is reached again inside itself, "
+                          f"at {again} (q values are trees; pass refs=True to keep shared and circular references)",
+                          type(target))
+    new._cycle = target
+    return new
+
+
+# ---- reading -------------------------------------------------------------------------------------
+
+cdef object _PENDING = object()     # an index whose object is still being decoded
+
+
+@cython.freelist(4)
+cdef class _DecState:
+    """One decode call's state for registered objects and references."""
+    cdef list refs               # index -> object (_PENDING while it is being decoded)
+    cdef dict by_name            # name -> _CEntry, from when it was first needed
+    cdef _CEntry last            # the class of the last registered object (the next is often the same)
+
+
+cdef _DecState _dec_state(DState* s):
+    cdef _DecState st
+    if s.xs != NULL:
+        return <_DecState>s.xs
+    st = _DecState.__new__(_DecState)
+    st.refs = []
+    Py_INCREF(st)
+    s.xs = <PyObject*>st
+    return st
+
+
+cdef inline dict _by_name(DState* s, _DecState st):
+    if st.by_name is None:
+        st.by_name = _compiled((<object>s.ext).registry)[2]
+    return st.by_name
+
+
+cdef Py_ssize_t _rd_list_head(DState* s, str what, Py_ssize_t start) except -1:
+    """A general list's header (type 0, no attribute): its count."""
+    _need(s, 2, what)
+    if s.buf[s.pos] != QT_LIST or (s.buf[s.pos + 1] & 0x7F) != 0:
+        _fail(f"{what} must be a general list", s.pos, QT_EXTENSION)
+    cdef bint long_count = s.buf[s.pos + 1] & ATTR_LONG_COUNT
+    s.pos += 2
+    cdef Py_ssize_t n = _rd_count(s, QT_LIST, long_count)
+    if n > (s.end - s.pos) // 2:
+        _fail(f"{what} claims {n} items but only {s.end - s.pos} bytes follow", s.pos, QT_EXTENSION)
+    return n
+
+
+cdef int32_t _rd_index(DState* s, str what) except? -1:
+    _need(s, 5, what)
+    if <int8_t>s.buf[s.pos] != -QT_INT:
+        _fail(f"{what} must be an int atom", s.pos, QT_EXTENSION)
+    s.pos += 1
+    return <int32_t>_rd_u32(s)
+
+
+cdef object _decode_core_record(DState* s, int code, Py_ssize_t start, int depth):
+    """Codes 0x20..0x2F; s.pos is just after the code byte."""
+    cdef _DecState st = _dec_state(s)
+    cdef int32_t k
+    if code == EXT_REF:
+        k = _rd_index(s, "a reference")
+        if k < 0 or k >= len(st.refs) or st.refs[k] is _PENDING:
+            _fail(f"reference to object #{k}, which is not defined before this point", start, QT_EXTENSION)
+        value = st.refs[k]
+    elif code == EXT_REGISTERED:
+        value = _decode_registered(s, st, start, depth, -1)
+    elif code == EXT_DEFINE:
+        value = _decode_define(s, st, start, depth)
+    elif code == EXT_DEFINE_IMMUTABLE:
+        if _rd_list_head(s, "a definition", start) != 2:
+            _fail("a definition (70 23) is a general list of 2: (value; index)", start, QT_EXTENSION)
+        value = _decode_item(s, depth + 2)
+        k = _rd_index(s, "a definition's index")
+        if k == NULL_INT:
+            if len(st.refs) >= 0x7FFFFFFE:
+                _fail("too many definitions", start, QT_EXTENSION)
+            st.refs.append(value)
+        elif 0 <= k < len(st.refs) and st.refs[k] is not _PENDING:
+            value = st.refs[k]
+        else:
+            _fail(f"definition repeats object #{k}, which is not defined before this point", start, QT_EXTENSION)
+    else:
+        _fail(f"unknown qwire extension record code {code:#04x}", start, QT_EXTENSION)
+    s.last_code = QT_EXTENSION
+    s.last_attr = 0
+    return value
+
+
+cdef object _decode_registered(DState* s, _DecState st, Py_ssize_t start, int depth, Py_ssize_t index):
+    """70 20 (name; state). The name is looked up before anything else is read: an unknown one
+    stops decoding without constructing anything. index >= 0: the object fills that reference."""
+    cdef _CEntry c = st.last
+    cdef const char* hdr
+    cdef Py_ssize_t k
+    if c is not None:
+        hdr = PyBytes_AS_STRING(c.header)
+        k = c.name_end - 2
+    if c is not None and s.end - s.pos >= k and memcmp(s.buf + s.pos, hdr + 2, k) == 0:
+        s.pos += k                                  # the same class as the last one
+    else:
+        if _rd_list_head(s, "a registered object", start) != 2:
+            _fail("a registered object (70 20) is a general list of 2: (name; state)", start, QT_EXTENSION)
+        _need(s, 1, "a registered name")
+        if <int8_t>s.buf[s.pos] != -QT_SYMBOL:
+            _fail("a registered object's name must be a symbol", s.pos, QT_EXTENSION)
+        s.pos += 1
+        k = _sym_end(s, "a registered name")
+        name = _sym_new(<const char*>s.buf + s.pos, k - s.pos)
+        s.pos = k + 1
+        c = _by_name(s, st).get(name)
+        if c is None:
+            raise UnregisteredTypeError(
+                f"cannot decode a {name!r} object: no class is registered under that name here "
+                f"(register it on the receiving side: qwire.register(cls, {name!r}))", start, QT_EXTENSION, name)
+        st.last = c
+    try:
+        obj = _build_registered(s, c, st, depth, index)
+    except DecodeError as e:
+        if e.offset is None:
+            raise DecodeError(e.reason, start, QT_EXTENSION) from e
+        raise
+    if index >= 0:
+        st.refs[index] = obj
+    return obj
+
+
+cdef object _build_registered(DState* s, _CEntry c, _DecState st, int depth, Py_ssize_t index):
+    cdef int kind = c.kind
+    cdef tuple fields = c.fields
+    cdef Py_ssize_t nf = len(fields), i
+    cdef const char* hdr = PyBytes_AS_STRING(c.header)
+    cdef Py_ssize_t k = PyBytes_GET_SIZE(c.header) - c.name_end
+    cdef bint same_fields = False
+    if kind == KIND_FIELDS or kind == KIND_NAMEDTUPLE:
+        # The writer's field names, byte for byte the reader's: values straight into place.
+        same_fields = s.end - s.pos >= k and memcmp(s.buf + s.pos, hdr + c.name_end, k) == 0
+        if same_fields and depth + 3 >= s.max_depth:
+            _fail(f"nesting deeper than max_depth={s.max_depth}", s.pos, QT_DICT)
+    if kind == KIND_FIELDS:
+        obj = _object_new(c.cls) if c.plain_new else c.cls.__new__(c.cls)
+        if index >= 0:
+            st.refs[index] = obj          # before its fields, which may refer back to it
+        if not same_fields:
+            return c.entry.fill(obj, _decode_item(s, depth + 2), (<object>s.ext).strict_fields)
+        s.pos += k
+        d = _PyDict_NewPresized(nf)
+        for i in range(nf):
+            d[fields[i]] = _decode_item(s, depth + 3)
+        if c.has_dict:
+            PyObject_GenericSetDict(obj, d, NULL)
+        else:
+            for i in range(nf):
+                _object_setattr(obj, fields[i], d[fields[i]])
+        return obj
+    if kind == KIND_NAMEDTUPLE and same_fields:
+        s.pos += k
+        return _tuple_new(c.cls, [_decode_item(s, depth + 3) for i in range(nf)])
+    return c.entry.build(_decode_item(s, depth + 2), (<object>s.ext).strict_fields)
+
+
+cdef object _decode_define(DState* s, _DecState st, Py_ssize_t start, int depth):
+    """70 22 <value>: the index is taken now; lists, dicts, sets and registered dataclasses are
+    created empty and registered before their contents are read (so those may refer back)."""
+    cdef Py_ssize_t index = len(st.refs)
+    cdef Py_ssize_t n, i
+    if index >= 0x7FFFFFFE:
+        _fail("too many definitions", start, QT_EXTENSION)
+    _need(s, 2, "a definition")
+    cdef int t = <int8_t>s.buf[s.pos]
+    if depth + 1 >= s.max_depth:
+        _fail(f"nesting deeper than max_depth={s.max_depth}", s.pos, t)
+    if t == QT_LIST:
+        n = _rd_list_head(s, "a list definition", start)
+        out = []
+        st.refs.append(out)
+        for i in range(n):
+            out.append(_decode_item(s, depth + 2))
+        return out
+    if t == QT_DICT:
+        s.pos += 1
+        return _decode_define_dict(s, st, start, depth + 1)
+    if t == QT_EXTENSION and s.buf[s.pos + 1] == EXT_SET:
+        s.pos += 2
+        n = _rd_list_head(s, "a set definition", start)
+        items = set()
+        st.refs.append(items)
+        for i in range(n):
+            item = _decode_item(s, depth + 3)
+            try:
+                items.add(item)
+            except TypeError as e:
+                _fail(f"a set item is unhashable ({e})", start, QT_EXTENSION)
+        return items
+    st.refs.append(_PENDING)
+    if t == QT_EXTENSION and s.buf[s.pos + 1] == EXT_REGISTERED:
+        s.pos += 2
+        value = _decode_registered(s, st, s.pos - 2, depth + 1, index)
+    else:
+        value = _decode_item(s, depth + 1)
+    st.refs[index] = value
+    return value
+
+
+cdef object _decode_define_dict(DState* s, _DecState st, Py_ssize_t start, int depth):
+    """A Python dict's q form (symbol or general-list keys, general-list values), registered as
+    the next reference before its keys and values are read."""
+    _need(s, 6, "a dictionary definition")
+    cdef Py_ssize_t nk, i
+    cdef list keys
+    cdef dict d
+    cdef const unsigned char* kstart = NULL
+    cdef Py_ssize_t klen = 0
+    if s.buf[s.pos] == QT_SYMBOL and s.buf[s.pos + 1] == 0:
+        s.pos += 2
+        nk = _rd_count(s, QT_SYMBOL, False)
+        d = _PyDict_NewPresized(nk)
+        st.refs.append(d)
+        kstart = s.buf + s.pos
+        # consecutive dictionaries with the same keys share one key list (as _decode_record does)
+        if (s.rec_key_list != NULL and PyList_GET_SIZE(<object>s.rec_key_list) == nk
+                and s.end - s.pos >= s.rec_keys_len and memcmp(kstart, s.rec_keys, s.rec_keys_len) == 0):
+            keys = <list>s.rec_key_list
+            s.pos += s.rec_keys_len
+            kstart = NULL                  # nothing new to remember
+        else:
+            keys = _decode_symbol_list(s, nk)
+            klen = (s.buf + s.pos) - kstart
+    elif s.buf[s.pos] == QT_LIST:
+        nk = _rd_list_head(s, "a dictionary's keys", start)
+        d = _PyDict_NewPresized(nk)
+        st.refs.append(d)     # before the keys: a registered key object may refer to d
+        keys = [_decode_item(s, depth + 2) for i in range(nk)]
+    else:
+        _fail("a dictionary definition's keys must be a symbol vector or a general list", s.pos, QT_DICT)
+    if _rd_list_head(s, "a dictionary's values", start) != nk:
+        _fail(f"dictionary definition has {nk} keys but a different number of values", start, QT_DICT)
+    try:
+        for i in range(nk):
+            d[keys[i]] = _decode_item(s, depth + 2)
+    except TypeError as e:
+        _fail(f"a dictionary key is unhashable ({e})", start, QT_DICT)
+    if len(d) != nk:
+        _fail("a dictionary definition has duplicate keys", start, QT_DICT)
+    if kstart != NULL:
+        # remember these keys for the next dictionary (they are distinct: d has them all)
+        Py_XDECREF(s.rec_key_list)
+        Py_INCREF(keys)
+        s.rec_key_list = <PyObject*>keys
+        s.rec_keys = kstart
+        s.rec_keys_len = klen
+        s.rec_keys_unique = 1
+    return d
