@@ -94,8 +94,6 @@ SHAPES = {
 # Shapes that exceed 16x today, with the ceiling measured and why. Reported to the lead (issue 6);
 # each is an xfail(strict) against 16x, so fixing one makes its entry here fail until removed.
 OVER_16X = {
-    "distinct short symbols": "a 3-byte symbol becomes a str of >= 51 bytes plus an 8-byte slot (~20x) and, "
-                               "while interning, a symbol-table entry (~64 bytes): ~40x",
     "unary primitives": "a new UnaryPrimitive object (48 bytes) per 2-byte item: 24x; cacheable per code",
     "binary primitives": "a new BinaryPrimitive object per 2-byte item: 24x; cacheable per code",
     "iterators": "a new Iterator object per 2-byte item: 24x; cacheable per code",
