@@ -267,16 +267,16 @@ def test_attributed_timestamp_vector_beyond_datetime64(attr):
 
 def test_out_of_range_temporal_values_are_refused():
     with pytest.raises(qwire.EncodeError):
-        qwire.dumps(np.datetime64(I64_MIN + 2, "ns"))  # before q's first timestamp
+        qwire.dumps(np.datetime64(I64_MIN + 2, "ns"), q_compatible=True)  # before q's first timestamp
     with pytest.raises(qwire.EncodeError):
-        qwire.dumps(np.array([2**40], dtype="datetime64[D]"))  # beyond int32 days
+        qwire.dumps(np.array([2**40], dtype="datetime64[D]"), q_compatible=True)  # beyond int32 days
     with pytest.raises(qwire.EncodeError):
-        qwire.dumps(dt.time(1, 2, 3, 4))  # not whole milliseconds
+        qwire.dumps(dt.time(1, 2, 3, 4), q_compatible=True)  # not whole milliseconds
 
 
 def test_aware_datetimes_are_refused():
     with pytest.raises(qwire.EncodeError):
-        qwire.dumps(dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc))
+        qwire.dumps(dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc), q_compatible=True)
 
 
 # ---- chars, symbols, guids ---------------------------------------------------------------------
@@ -306,7 +306,7 @@ def test_non_utf8_symbols_round_trip_by_surrogateescape():
 
 def test_symbols_with_nul_are_refused():
     with pytest.raises(qwire.EncodeError):
-        qwire.dumps("a\x00b")
+        qwire.dumps("a\x00b", q_compatible=True)
 
 
 def test_empty_guid_vector():
@@ -514,7 +514,7 @@ REFUSED_ENCODE = [
 @pytest.mark.parametrize("what, x", REFUSED_ENCODE, ids=[c[0] for c in REFUSED_ENCODE])
 def test_refused_on_encode(what, x):
     with pytest.raises(qwire.EncodeError):
-        qwire.dumps(x)
+        qwire.dumps(x, q_compatible=True)
 
 
 REFUSED_DECODE = [
