@@ -297,6 +297,10 @@ MALFORMED = [
     ("array, short data", "7010" + L("<i8", qwire.Vector(np.full(1, 2, "i8"), "long"), "C", U8)),
     ("array, negative shape", "7010" + L("<i8", qwire.Vector(np.full(1, -1, "i8"), "long"), "C", U8[:0])),
     ("array, bad order", "7010" + L("<i8", qwire.Vector(np.ones(1, "i8"), "long"), "X", U8)),
+    # fuzz finding (registry target): an order that is a vector made `order in ("C", "F")` raise
+    # NumPy's ValueError about truth values instead of a DecodeError
+    ("array, order a vector", "7010" + L("<i8", qwire.Vector(np.ones(1, "i8"), "long"), np.zeros(2, "i8"), U8)),
+    ("object array, order a vector", "7011" + L(qwire.Vector(np.ones(1, "i8"), "long"), np.zeros(2, "i8"), None)),
     ("array, data not bytes", "7010" + L("<i8", qwire.Vector(np.ones(1, "i8"), "long"), "C", np.zeros(1, "i8"))),
     ("object array, too few items", "7011" + L(qwire.Vector(np.full(1, 2, "i8"), "long"), "C", None)),
     ("scalar, wrong width", "7012" + L("<i8", U8[:1])),

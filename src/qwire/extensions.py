@@ -281,7 +281,7 @@ def _shape_and_order(code, shape, order):
     dims = shape.tolist()
     if len(dims) > 64 or any(d < 0 for d in dims):
         raise _bad(code, f"bad shape {tuple(dims)}")
-    if order not in ("C", "F"):
+    if type(order) is not str or order not in ("C", "F"):
         raise _bad(code, f"the order must be `C or `F, not {order!r}")
     size = 1
     for d in dims:

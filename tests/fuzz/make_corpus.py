@@ -120,6 +120,13 @@ def hostile_messages():
     return out
 
 
+def registry_messages():
+    """Messages with registered-class records (the `registry` target's registry), refs included."""
+    import registry_support
+
+    return registry_support.seed_messages()
+
+
 def compressed_forms(msgs):
     from qwire import compression
 
@@ -150,6 +157,10 @@ def main(argv):
         big = []
     msgs += big
     msgs += hostile_messages()
+    try:
+        msgs += registry_messages()
+    except Exception as e:  # noqa: BLE001
+        print(f"skipping registry messages: {e}", file=sys.stderr)
     try:
         msgs += compressed_forms(msgs)
     except Exception as e:  # noqa: BLE001
