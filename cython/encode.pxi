@@ -531,12 +531,21 @@ cdef class Encoder:
         dt = arr.dtype
         if kind == "O":
             return self._enc_object_array(w, arr, attr)
+        # str_ -> symbols and datetime64 units -> ns keep the values but not the dtype: the default
+        # profile sends such arrays as records instead, so they come back with their dtype, as
+        # pickle's users expect; q_compatible=True converts. A big-endian array of a q type is a q
+        # vector either way: only the byte order differs, and q readers get a plain vector.
+        cdef bint keep_dtype = attr == 0 and self._ext is not None and not self.q_compatible
         if kind == "U":
+            if keep_dtype:
+                return self._fallback(w, arr, 0, "")
             return self._enc_symbols(w, arr.tolist(), attr)
         if dt.byteorder == ">" and dt.newbyteorder("=") in _DTYPE_INFO:
             return self._enc_array(w, arr.astype(dt.newbyteorder("=")), attr)
         target = _DTYPE_CONVERT.get(dt.str[1:])
         if target is not None:
+            if keep_dtype:
+                return self._fallback(w, arr, 0, "")
             return self._enc_array(w, arr.astype(target), attr)
         if attr == 0:
             return self._fallback(w, arr, 0, f"NumPy dtype {dt} has no q vector type (docs/TYPES.md lists the q-compatible dtypes)")
@@ -714,6 +723,8 @@ cdef class Encoder:
         if info is None:
             target = _DTYPE_CONVERT.get(dt.str[1:])
             if target is not None:
+                if self._ext is not None and not self.q_compatible:    # the unit is kept, as for arrays
+                    return self._fallback(w, obj, 0, "")
                 return self._enc_numpy_scalar(w, obj.astype(target), t)
             if dt.kind == "U":
                 _reserve(w, 1)

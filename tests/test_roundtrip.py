@@ -480,8 +480,32 @@ ENCODE_ONLY = [
 
 @pytest.mark.parametrize("what, x, decoded", ENCODE_ONLY, ids=[c[0] for c in ENCODE_ONLY])
 def test_encode_only_inputs(what, x, decoded):
-    assert_same(roundtrip(x), decoded)
-    assert bytes(qwire.dumps(x)) == bytes(qwire.dumps(decoded))
+    # Arrays whose conversion changes the dtype convert only in the q profile (below).
+    kw = {"q_compatible": True} if what in DTYPE_CHANGING else {}
+    assert_same(qwire.loads(qwire.dumps(x, **kw)), decoded)
+    assert bytes(qwire.dumps(x, **kw)) == bytes(qwire.dumps(decoded, **kw))
+
+
+DTYPE_CHANGING = {"datetime64[us] vector", "datetime64[s] vector", "timedelta64[us] vector", "str_ array"}
+
+
+@pytest.mark.parametrize("x", [
+    np.array(["2001-01-01T00:00:00.000001"], dtype="datetime64[us]"),
+    np.array(["2001-01-01T00:00:01", "NaT"], dtype="datetime64[s]"),
+    np.array([5, -7], dtype="timedelta64[us]"),
+    np.array(["a", "bc", ""]),
+    np.datetime64("2001-01-01T00:00:00.001", "ms"),
+], ids=repr)
+def test_default_profile_keeps_the_dtype_q_profile_converts(x):
+    back = qwire.loads(qwire.dumps(x))
+    assert type(back) is type(x) and back.dtype == x.dtype
+    # compare the raw items: NaT != NaT as a value
+    assert np.asarray(back).tobytes() == np.asarray(x).tobytes()
+    assert bytes(qwire.dumps(x))[8] == 0x70                 # an extension record (docs/FORMAT.md)
+    q_bytes = bytes(qwire.dumps(x, q_compatible=True))
+    assert q_bytes[8] != 0x70                                 # a q vector or atom
+    q = qwire.loads(q_bytes)
+    assert type(q) is not type(x) or q.dtype != x.dtype       # converted: values kept, dtype not
 
 
 def test_numpy_float64_is_a_float():
