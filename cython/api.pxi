@@ -8,7 +8,8 @@ cdef Decoder _STRICT_DECODER = Decoder(strict_fields=True)
 
 
 def dumps(obj, *, msg_type="async", compress=False, buffer_callback=None, q_compatible=False, refs=False,
-          registry=None, allow_on_disk=False, **options):
+          registry=None, allow_on_disk=False, max_depth=None, zero_copy_threshold=None, capability=None,
+          oob_threshold=None):
     """Serialize `obj` as one q IPC message and return it as a `Message`.
 
     msg_type: "async" (0, the default), "sync" (1) or "response" (2): the header's message type.
@@ -23,13 +24,27 @@ def dumps(obj, *, msg_type="async", compress=False, buffer_callback=None, q_comp
       without it a cycle raises EncodeError.
     registry: the qwire.Registry of classes to write (default: qwire.default_registry).
     allow_on_disk: copy memory-mapped arrays, mmaps and open files in (default: OnDiskObjectError).
-    options: Encoder options: max_depth, zero_copy_threshold, capability, oob_threshold.
+    max_depth, zero_copy_threshold, capability, oob_threshold: Encoder options (None: its default).
     """
     cdef Encoder enc
     cdef int flags
-    if buffer_callback is not None or options:
+    # Named rather than **options: a keyword call then builds no dict (refs=True is a hot call).
+    if (max_depth is not None or zero_copy_threshold is not None or capability is not None
+            or oob_threshold is not None):
+        options = {}
+        if max_depth is not None:
+            options["max_depth"] = max_depth
+        if zero_copy_threshold is not None:
+            options["zero_copy_threshold"] = zero_copy_threshold
+        if capability is not None:
+            options["capability"] = capability
+        if oob_threshold is not None:
+            options["oob_threshold"] = oob_threshold
         enc = Encoder(msg_type, buffer_callback=buffer_callback, q_compatible=q_compatible, refs=refs,
                       registry=registry, allow_on_disk=allow_on_disk, **options)
+    elif buffer_callback is not None:
+        enc = Encoder(msg_type, buffer_callback=buffer_callback, q_compatible=q_compatible, refs=refs,
+                      registry=registry, allow_on_disk=allow_on_disk)
     elif registry is None and q_compatible is False and refs is False and allow_on_disk is False:
         enc = _DEFAULT_ENCODERS.get(msg_type)
         if enc is None:
