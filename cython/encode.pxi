@@ -487,10 +487,19 @@ cdef class Encoder:
         cdef Py_ssize_t n = cnp.PyArray_DIMS(arr)[0]
         if conv == 0:
             return self._w_raw_vector(w, code, attr, arr, <const char*>cnp.PyArray_DATA(arr), n)
+        cdef Py_ssize_t start = w.len
         _w_vector_head(w, code, attr, n, self.capability)
-        if conv == 1:
-            return _w_timestamps(w, <const int64_t*>cnp.PyArray_DATA(arr), n)
-        return _w_int32_temporals(w, <const int64_t*>cnp.PyArray_DATA(arr), n, shift, code)
+        try:
+            if conv == 1:
+                return _w_timestamps(w, <const int64_t*>cnp.PyArray_DATA(arr), n)
+            return _w_int32_temporals(w, <const int64_t*>cnp.PyArray_DATA(arr), n, shift, code)
+        except EncodeError:
+            # A value q's type cannot hold (before 1707, or on one of q's null/infinity codes):
+            # the default profile keeps the array as it is, in a record; q_compatible refuses.
+            if attr != 0 or self._ext is None or self.q_compatible:
+                raise
+        w.len = start
+        return self._fallback(w, arr, 0, "")
 
     cdef int _w_raw_vector(self, WState* w, int code, int attr, object source, const char* data, Py_ssize_t n) except -1:
         """A vector whose elements are `source`'s bytes as they are (NumPy arrays of the q

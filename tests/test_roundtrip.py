@@ -622,3 +622,18 @@ def test_circular_containers_are_refused():
     for x in (lst, d):
         with pytest.raises(qwire.EncodeError):
             qwire.dumps(x)
+
+
+@pytest.mark.parametrize("x", [
+    np.array(["1690-01-01T00:00:00", "2000-01-01"], dtype="datetime64[ns]"),   # before q's first timestamp
+    np.array([2**31 - 1, 5], dtype="timedelta64[s]"),                           # q's 0Wv code, not a value
+    np.array([-(2**31), 0], dtype="timedelta64[m]"),                            # q's null minute code
+    np.array([2**31, 0], dtype="timedelta64[ms]"),                              # beyond q's int32 time
+], ids=repr)
+def test_temporal_values_q_cannot_hold_travel_in_a_record_unless_q_compatible(x):
+    m = bytes(qwire.dumps(x))
+    assert m[8] == 0x70
+    back = qwire.loads(m)
+    assert back.dtype == x.dtype and back.tobytes() == x.tobytes()
+    with pytest.raises(qwire.EncodeError, match="range|before q"):
+        qwire.dumps(x, q_compatible=True)
