@@ -156,6 +156,8 @@ def test_every_limit_in_the_code_is_in_the_table():
         ("cython/stream.pxi", r"^\s+(RECEIVE_\w+)\s*="),
         ("cython/decode.pxi", r"#define\s+(QW_\w+)\s"),
         ("cython/cutil.pxi", r"#define\s+(QW_\w+)\s"),
+        ("src/qwire/extensions.py", r"^(MAX_\w+)\s*="),
+        ("src/qwire/registry.py", r"^(_MAX_\w+)\s*="),
     ]:
         text = open(os.path.join(ROOT, path), encoding="utf-8").read()
         found |= set(re.findall(pattern, text, re.M))

@@ -258,6 +258,8 @@ def _dec_str(code, payload):
         raise _bad(code, f"not UTF-8: {e}") from None
 
 
+MAX_NDIM = 64  # dimensions of an N-d array record: NumPy's own limit (NPY_MAXDIMS)
+
 # dtype strings as NumPy writes them (dtype.str): byte order, kind, item size, datetime unit.
 _DTYPE_RE = re.compile(r"[<>|](b1|[iu][1248]|f(2|4|8|10|12|16)|c(8|16|20|24|32)|[SUV][1-9][0-9]{0,9}"
                        r"|[mM]8(\[([1-9][0-9]{0,9})?(Y|M|W|D|h|m|s|ms|us|ns|ps|fs|as)\])?)")
@@ -279,7 +281,7 @@ def _shape_and_order(code, shape, order):
     if type(shape) is not np.ndarray or shape.dtype != np.int64 or shape.ndim != 1:
         raise _bad(code, "the shape must be a long vector")
     dims = shape.tolist()
-    if len(dims) > 64 or any(d < 0 for d in dims):
+    if len(dims) > MAX_NDIM or any(d < 0 for d in dims):
         raise _bad(code, f"bad shape {tuple(dims)}")
     if type(order) is not str or order not in ("C", "F"):
         raise _bad(code, f"the order must be `C or `F, not {order!r}")
