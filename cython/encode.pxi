@@ -343,8 +343,13 @@ cdef class Encoder:
             return self._enc_array(w, <cnp.ndarray>obj, 0)
         if t is bytes:
             return self._w_raw_vector(w, QT_CHAR, 0, obj, PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj))
-        if w.xs != NULL and _registered_type(w, t):      # refs.pxi: once a message has met the registry
-            return _write_extension(self, w, obj, depth, None)
+        if w.xs != NULL:                # refs.pxi: once a message has met the registry
+            entry = _registered_entry(w, t)
+            if entry is not None:
+                if w.refs:
+                    return _write_extension(self, w, obj, depth, None)
+                # No references to track: straight to the record (one registry lookup per object).
+                return _w_registered(self, w, <_EncState>w.xs, <_CEntry>entry, obj, depth)
         return self._enc_other(w, obj, t, depth)
 
     cdef int _enc_float(self, WState* w, double d) except -1:

@@ -24,7 +24,7 @@ from qwire import extensions as _extensions
 from qwire import registry as _registry
 from qwire.errors import UnregisteredTypeError
 
-from cpython.dict cimport PyDict_GetItem
+from cpython.dict cimport PyDict_GetItem, PyDict_GetItemWithError
 from cpython.ref cimport Py_REFCNT
 from libc.string cimport memset
 cimport cython
@@ -263,11 +263,15 @@ cdef inline dict _by_type(_EncState xs):
     return xs.by_type
 
 
-cdef inline bint _registered_type(WState* w, type t) except -1:
-    """True when t is registered, as far as this message has looked at the registry (Encoder._enc
-    asks before its own checks of the other types, once the first registered object was seen)."""
+cdef inline object _registered_entry(WState* w, type t):
+    """t's compiled entry when t is registered, as far as this message has looked at the registry
+    (Encoder._enc asks before its own checks of the other types, once the first registered object
+    was seen); else None."""
     cdef _EncState xs = <_EncState>w.xs
-    return xs.by_type is not None and t in xs.by_type
+    if xs.by_type is None:
+        return None
+    cdef PyObject* entry = PyDict_GetItemWithError(xs.by_type, t)   # (Cython raises on an error)
+    return None if entry == NULL else <object>entry
 
 
 cdef inline int _w_ref(WState* w, Py_ssize_t index) except -1:
@@ -398,10 +402,20 @@ cdef int _w_registered(Encoder enc, WState* w, _EncState xs, _CEntry c, object o
         for i in range(nf):
             enc._enc(w, (<tuple>obj)[i], depth + 3)
         return 0
+    cdef Py_ssize_t pos = 0
+    cdef PyObject* k
     if c.has_dict:
         d = PyObject_GenericGetDict(obj, NULL)
-        for i in range(nf):
-            v = PyDict_GetItem(d, fields[i])
+        # The usual instance dict holds the fields in field order (the dataclass __init__ set them
+        # so, under the same interned names): walk it while that holds, then look the rest up.
+        i = 0
+        while i < nf and PyDict_Next(d, &pos, &k, &v):
+            if k != <PyObject*>fields[i]:
+                break
+            enc._enc(w, <object>v, depth + 3)
+            i += 1
+        for i in range(i, nf):
+            v = PyDict_GetItemWithError(d, fields[i])      # no error save/restore per field
             if v != NULL:
                 enc._enc(w, <object>v, depth + 3)
             else:

@@ -132,6 +132,29 @@ def test_dataclasses_namedtuples_and_enums_register_from_their_fields_and_member
     assert back[5] is Side.SELL and back[7] is (Perm.R | Perm.W)
 
 
+def test_fields_are_written_whatever_the_instance_dict_holds():
+    """The encoder walks the instance dict while it holds the fields in field order, and looks
+    the rest up: reordered, extra, missing-with-class-default and non-interned-key dicts agree."""
+    reg = fresh(Trade)
+    plain = Trade("a", 1.5, 7)
+    reordered = Trade.__new__(Trade)
+    reordered.size, reordered.price, reordered.sym = 7, 1.5, "a"
+    extra = Trade("a", 1.5, 7)
+    extra.note = "not a field"
+    extra_first = Trade.__new__(Trade)
+    extra_first.note = "first"
+    extra_first.sym, extra_first.price, extra_first.size = "a", 1.5, 7
+    class_default = Trade.__new__(Trade)          # size falls back to the class attribute (100)
+    class_default.sym, class_default.price = "a", 1.5
+    odd_keys = Trade.__new__(Trade)
+    odd_keys.__dict__.update({"".join(["s", "ym"]): "a", "".join(["pri", "ce"]): 1.5, "size": 7})
+    expected = bytes(qwire.dumps(plain, registry=reg))
+    for obj in (reordered, extra, extra_first, odd_keys):
+        assert bytes(qwire.dumps(obj, registry=reg)) == expected, obj.__dict__
+        assert rt(obj, reg) == plain
+    assert rt(class_default, reg) == Trade("a", 1.5, 100)
+
+
 def test_decoding_calls_no_init():
     reg = fresh(Loud)
     obj = Loud.__new__(Loud)
