@@ -403,51 +403,6 @@ def fuzz_grammar(data):
     check_rss()
 
 
-class _Record:
-    """What the test extension handler builds: a marker that only it creates."""
-
-    __slots__ = ("code", "payload")
-
-    def __init__(self, code, payload):
-        self.code, self.payload = code, payload
-
-    def __eq__(self, other):
-        return type(other) is _Record and other.code == self.code and _same(other.payload, self.payload)
-
-
-class _ExtHandler:
-    """An extension handler as the core's hook expects (decode(code, payload)): codes 1 and 2 are
-    known; anything else is refused with DecodeError (offset None: the core adds the record's)."""
-
-    def decode(self, code, payload):
-        if code in (1, 2):
-            return _Record(code, payload)
-        raise DecodeError(f"unknown extension record code {code}")
-
-
-def _ext_decoder():
-    return qwire.Decoder(ext=_ExtHandler(), max_decompressed_size=_SMALL_DECOMPRESS)
-
-
-@target("ext", needs=lambda: _EXT is not None)
-def fuzz_ext(data):
-    """Decoder(ext=handler): extension records (type 112, code, item) reach the handler, the rest
-    decodes as without it; refusals by the handler surface as DecodeError with an offset."""
-    fixed = framed(data)
-    got = outcome(lambda: _EXT.decode(fixed), None)
-    if got[0] == "error" and got[1] == "DecodeError" and got[2] is None:
-        raise Finding("extension refusal without an offset")
-    if got[0] == "ok" and b"\x70" not in fixed[8:]:
-        same_outcome(got, outcome(lambda: _decoder.decode(fixed), None), "ext decoder vs plain decoder")
-    check_rss()
-
-
-try:
-    _EXT = _ext_decoder()
-except TypeError:  # a qwire without the extension hook
-    _EXT = None
-
-
 @target("registry", needs=lambda: hasattr(qwire, "Registry"))
 def fuzz_registry(data):
     """Decoder(registry=...): registered-class records; only registered classes are ever built,
