@@ -16,7 +16,7 @@ uint8 array) and raise TypeError for anything else. The work is done in `qwire._
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from . import _compress
 
@@ -117,7 +117,7 @@ def is_compressed(message: Buffer) -> bool:
     return _compress.is_compressed(message)
 
 
-def compressed_variant(total_length: int) -> int:
+def compressed_variant(total_length: int) -> Literal[1, 2]:
     """The header byte 2 kdb+ writes when compressing a message of `total_length` bytes.
 
     1: 4-byte uncompressed-length field, stream at offset 12 (totals below 2**32);
