@@ -1,12 +1,17 @@
 """The public functions: pickle's conventions over the Cython core's Encoder and Decoder."""
 from __future__ import annotations
 
+from typing import IO, TYPE_CHECKING, Any, Literal
+
 from ._core import Decoder, Encoder, Message, dumps, loads
 from .io import load
 
+if TYPE_CHECKING:
+    import socket
+
 __all__ = ["dumps", "loads", "dump", "load", "Encoder", "Decoder", "Message"]
 
-def _compress_message(msg, mode):
+def _compress_message(msg: Message, mode: bool | Literal["auto"]) -> Message:
     """dumps(compress=...): kdb+'s compression, keeping the plain message when it doesn't pay."""
     from . import compression
     from ._core import _message_from_bytes
@@ -18,7 +23,7 @@ def _compress_message(msg, mode):
     return msg if out is None else _message_from_bytes(out)
 
 
-def dump(obj, file, **kwargs) -> int:
+def dump(obj: object, file: IO[bytes] | socket.socket | int, **kwargs: Any) -> int:
     """Write `obj` as one message to a binary file object; returns the bytes written."""
     return dumps(obj, **kwargs).write_to(file)
 

@@ -2,6 +2,8 @@
 are seen or a conversion is asked for; pandas is never a requirement."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .values import KeyedTable, Table, Vector, _SymbolSource
@@ -11,7 +13,7 @@ __all__ = ["convert_pandas", "table_from_pandas", "table_to_pandas", "keyed_tabl
 _Q_NUMERIC = {"b", "u", "i", "f"}
 
 
-def _pd():
+def _pd() -> Any:
     try:
         import pandas as pd
     except ImportError:  # pragma: no cover - exercised only without pandas
@@ -19,7 +21,7 @@ def _pd():
     return pd
 
 
-def convert_pandas(obj):
+def convert_pandas(obj: Any) -> Any:
     pd = _pd()
     if isinstance(obj, pd.DataFrame):
         return table_from_pandas(obj, _direct=True)
@@ -93,7 +95,7 @@ def _column(series, direct=False):
     return list(values)
 
 
-def table_from_pandas(df, _direct=False):
+def table_from_pandas(df: Any, _direct: bool = False) -> Table | KeyedTable:
     """The qwire.Table (or KeyedTable, when the index is named) for a DataFrame. An unnamed index
     carries no q meaning and is dropped."""
     names = [str(c) for c in df.columns]
@@ -118,19 +120,19 @@ def _to_series_values(col):
     return col
 
 
-def table_to_pandas(table):
+def table_to_pandas(table: Table) -> Any:
     pd = _pd()
     return pd.DataFrame({name: _to_series_values(col) for name, col in table.items()})
 
 
-def keyed_table_to_pandas(kt):
+def keyed_table_to_pandas(kt: KeyedTable) -> Any:
     keys = table_to_pandas(kt.keys)
     values = table_to_pandas(kt.values)
     values.index = pd_index(keys)
     return values
 
 
-def pd_index(keys):
+def pd_index(keys: Any) -> Any:
     pd = _pd()
     if keys.shape[1] == 1:
         return pd.Index(keys.iloc[:, 0], name=keys.columns[0])

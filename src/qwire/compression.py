@@ -14,7 +14,14 @@ All functions take any C-contiguous buffer of bytes (bytes, bytearray, memoryvie
 uint8 array) and raise TypeError for anything else. The work is done in `qwire._compress`
 (Cython, GIL released); this module only fixes the defaults and the contracts.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
 from . import _compress
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 __all__ = [
     "compress",
@@ -41,7 +48,7 @@ DEFAULT_MAX_DECOMPRESSED_SIZE = 1 << 30
 MAX_MESSAGE_LENGTH = _compress.MAX_MESSAGE_LENGTH
 
 
-def compress(message, *, threshold=None):
+def compress(message: Buffer, *, threshold: int | None = None) -> bytes:
     """Return `message` compressed exactly as kdb+ would compress it, or unchanged.
 
     `message` is one whole plain message, 8-byte header included, in either byte order (header
@@ -67,7 +74,7 @@ def compress(message, *, threshold=None):
     return message if type(message) is bytes else bytes(message)
 
 
-def try_compress(message, *, threshold=None):
+def try_compress(message: Buffer, *, threshold: int | None = None) -> bytes | None:
     """Like `compress`, but None instead of a copy of `message` when it is not compressed.
 
     For callers that keep their plain message anyway (`dumps`): no bytes are copied when kdb+'s
@@ -80,7 +87,7 @@ def try_compress(message, *, threshold=None):
     return _compress.compress(message, threshold)
 
 
-def decompress(message, *, max_size=DEFAULT_MAX_DECOMPRESSED_SIZE):
+def decompress(message: Buffer, *, max_size: int | None = DEFAULT_MAX_DECOMPRESSED_SIZE) -> Buffer:
     """Return the plain form of `message`.
 
     * A compressed message (header byte 2 is 1 or 2) is decompressed into a new `bytearray`
@@ -102,7 +109,7 @@ def decompress(message, *, max_size=DEFAULT_MAX_DECOMPRESSED_SIZE):
     return _compress.decompress(message, max_size)
 
 
-def is_compressed(message):
+def is_compressed(message: Buffer) -> bool:
     """True when `message` has an 8-byte header whose byte 2 is 1 or 2 (kdb+ compression).
 
     Only the header is looked at; `decompress` checks the rest. TypeError for a non-bytes buffer.
@@ -110,7 +117,7 @@ def is_compressed(message):
     return _compress.is_compressed(message)
 
 
-def compressed_variant(total_length):
+def compressed_variant(total_length: int) -> Literal[1, 2]:
     """The header byte 2 kdb+ writes when compressing a message of `total_length` bytes.
 
     1: 4-byte uncompressed-length field, stream at offset 12 (totals below 2**32);
@@ -119,7 +126,7 @@ def compressed_variant(total_length):
     return _compress.variant_for(total_length)
 
 
-def max_stream_output(stream_length):
+def max_stream_output(stream_length: int) -> int:
     """The most bytes, after the 8-byte header, that a compressed stream of `stream_length` bytes
     (the message minus its 12- or 16-byte header) can decode to; `decompress` refuses more."""
     return _compress.max_stream_output(stream_length)

@@ -4,6 +4,7 @@ Every exception qwire raises on bad input or unsupported objects is a `QWireErro
 instance of the builtin a caller would naturally catch: `DecodeError` is a `ValueError`,
 `EncodeError` a `TypeError`. Context travels as attributes, never only inside the message text.
 """
+from __future__ import annotations
 
 __all__ = [
     "QWireError",
@@ -27,7 +28,7 @@ class DecodeError(QWireError, ValueError):
     `type_code` is the q type byte being decoded there, when one applies.
     """
 
-    def __init__(self, message, offset=None, type_code=None):
+    def __init__(self, message: str, offset: int | None = None, type_code: int | None = None) -> None:
         self.reason = message
         self.offset = offset
         self.type_code = type_code
@@ -42,7 +43,7 @@ class EncodeError(QWireError, TypeError):
     `obj_type` is the type of the offending object when one applies.
     """
 
-    def __init__(self, message, obj_type=None):
+    def __init__(self, message: str, obj_type: type | None = None) -> None:
         self.obj_type = obj_type
         super().__init__(message)
 
@@ -51,22 +52,22 @@ class QError(QWireError):
     """A q error (type -128): raised by `loads` when a message carries one, and a value that
     `dumps` writes as one (`dumps(QError("type"))` is what q sends for `'type`)."""
 
-    def __init__(self, text):
+    def __init__(self, text: str | bytes) -> None:
         if isinstance(text, bytes):
             text = text.decode("utf-8", "surrogateescape")
         self.text = str(text)
         super().__init__(self.text)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return type(other) is QError and other.text == self.text
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((QError, self.text))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"QError({self.text!r})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[QError], tuple[str]]:
         return (QError, (self.text,))
 
 
@@ -90,6 +91,7 @@ class UnregisteredTypeError(DecodeError):
     Nothing was constructed or imported. `name` is the stable name in the record.
     """
 
-    def __init__(self, message, offset=None, type_code=None, name=None):
+    def __init__(self, message: str, offset: int | None = None, type_code: int | None = None,
+                 name: str | None = None) -> None:
         self.name = name
         super().__init__(message, offset, type_code)

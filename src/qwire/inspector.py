@@ -9,6 +9,7 @@ are still walked, to find where they end).
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime
 import math
@@ -711,7 +712,7 @@ def format_layout(msg: Message, number: int) -> str:
 # ---- command --------------------------------------------------------------------------------------
 
 
-def inspect_command(args) -> int:
+def inspect_command(args: argparse.Namespace) -> int:
     if args.max_depth < 1:
         print("qwire inspect: --max-depth must be at least 1", file=sys.stderr)
         return 2

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import mmap as _mmap
 import os
+from collections.abc import Iterator
+from typing import IO, TYPE_CHECKING, Any, Union
 
 from ._core import Receiver, loads, read_header_length
 from .errors import DecodeError
@@ -16,12 +18,17 @@ __all__ = ["load", "iter_load", "MessageLog"]
 
 _READ_CHUNK = 1 << 24
 
+if TYPE_CHECKING:
+    from typing_extensions import TypeAlias, TypeIs
 
-def _is_path(target):
+    _Path: TypeAlias = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+
+
+def _is_path(target: object) -> TypeIs[_Path]:
     return isinstance(target, (str, bytes, os.PathLike))
 
 
-def load(file, *, mmap=False, **options):
+def load(file: _Path | IO[bytes], *, mmap: bool = False, **options: Any) -> Any:
     """Read one message from a binary file object or a path.
 
     mmap=True maps the file instead of reading it: vectors come back as read-only views into the
@@ -34,7 +41,7 @@ def load(file, *, mmap=False, **options):
     if mmap:
         mapped = _map(file)
         start = file.tell()
-        view = memoryview(mapped)[start:]
+        view = memoryview(mapped)[start:]  # type: ignore[arg-type]  # None: an empty file read from past its start
         total = _message_length(view[:8], start)
         if total > len(view):
             raise DecodeError(f"file ends inside a message: {len(view)} of {total} bytes", start + len(view))
@@ -46,7 +53,7 @@ def load(file, *, mmap=False, **options):
     return loads(data, **options)
 
 
-def iter_load(file, *, mmap=False, **options):
+def iter_load(file: _Path | IO[bytes], *, mmap: bool = False, **options: Any) -> Iterator[Any]:
     """Yield every message of a file (a path or a binary file object) in order, one at a time;
     a file that ends inside a message raises DecodeError. With mmap=True the file is mapped, so
     files larger than memory can be replayed."""
@@ -75,7 +82,7 @@ def iter_load(file, *, mmap=False, **options):
         yield loads(data, **options)
 
 
-def _map(file):
+def _map(file: IO[bytes]) -> _mmap.mmap | None:
     size = os.fstat(file.fileno()).st_size
     if size == 0:
         if file.tell() == 0:
@@ -84,7 +91,7 @@ def _map(file):
     return _mmap.mmap(file.fileno(), 0, access=_mmap.ACCESS_READ)
 
 
-def _message_length(header, offset):
+def _message_length(header: bytes | memoryview, offset: int) -> int:
     if len(header) < 8:
         raise DecodeError(f"file ends inside a message header ({len(header)} of 8 bytes)", offset + len(header))
     try:
@@ -93,7 +100,7 @@ def _message_length(header, offset):
         raise DecodeError(e.reason, offset + (e.offset or 0)) from None
 
 
-def _read_message(file):
+def _read_message(file: IO[bytes]) -> memoryview | None:
     """The next message's bytes (aligned), or None at a clean end of file."""
     header = _read_exact(file, 8)
     if not header:
@@ -115,7 +122,7 @@ def _read_message(file):
     return receiver.finish()
 
 
-def _read_exact(file, n):
+def _read_exact(file: IO[bytes], n: int) -> bytes:
     out = b""
     while len(out) < n:
         chunk = file.read(n - len(out))
@@ -137,12 +144,12 @@ class MessageLog:
         for msg in log: ...
     """
 
-    def __init__(self, path, **dumps_options):
+    def __init__(self, path: str | os.PathLike[str], **dumps_options: Any) -> None:
         self.path = os.fspath(path)
         self._dumps_options = dumps_options
-        self._file = None
+        self._file: IO[bytes] | None = None
 
-    def append(self, obj):
+    def append(self, obj: object) -> int:
         """Write obj as one message at the end of the log; returns its size in bytes."""
         from ._core import dumps
 
@@ -152,7 +159,7 @@ class MessageLog:
         self._file.flush()
         return n
 
-    def replay(self, **options):
+    def replay(self, **options: Any) -> Iterator[Any]:
         """Every message in the log, decoded, in order."""
         if self._file is not None:
             self._file.flush()
@@ -162,13 +169,13 @@ class MessageLog:
 
     __iter__ = replay
 
-    def close(self):
+    def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
 
-    def __enter__(self):
+    def __enter__(self) -> MessageLog:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()

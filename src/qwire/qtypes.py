@@ -3,6 +3,8 @@
 The Cython core mirrors these numbers in `cython/constants.pxi` (it needs them as C constants for
 its dispatch switch); `tests/test_constants.py` checks that the two agree.
 """
+from __future__ import annotations
+
 import enum
 
 __all__ = ["QType", "ATTRIBUTES", "ATTRIBUTE_CODES", "VECTOR_NAMES", "vector_code"]
@@ -50,11 +52,11 @@ class QType(enum.IntEnum):
 
 
 # Attribute byte values (spec 2.4). None means no attribute.
-ATTRIBUTES = {0: None, 1: "s", 2: "u", 3: "p", 4: "g"}
-ATTRIBUTE_CODES = {v: k for k, v in ATTRIBUTES.items()}
+ATTRIBUTES: dict[int, str | None] = {0: None, 1: "s", 2: "u", 3: "p", 4: "g"}
+ATTRIBUTE_CODES: dict[str | None, int] = {v: k for k, v in ATTRIBUTES.items()}
 
 # Vector names, as used by qwire.Vector(values, qtype=...).
-VECTOR_NAMES = {
+VECTOR_NAMES: dict[int, str] = {
     QType.LIST: "list",
     QType.BOOLEAN: "boolean",
     QType.GUID: "guid",
@@ -78,7 +80,7 @@ VECTOR_NAMES = {
 _BY_NAME = {name: int(code) for code, name in VECTOR_NAMES.items()}
 
 
-def vector_code(qtype):
+def vector_code(qtype: str | int) -> int:
     """Normalise a vector type given as a name ('long'), a QType or an int to its int code."""
     if isinstance(qtype, str):
         try:

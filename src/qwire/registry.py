@@ -32,6 +32,8 @@ import decimal
 import enum
 import threading
 import uuid
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -46,6 +48,9 @@ KIND_ENUM = 3  # a member, by name (Flag: by value)
 KIND_CUSTOM = 4  # encode(obj) -> value, decode(value) -> obj
 
 _MAX_NAME_BYTES = 255
+
+_T = TypeVar("_T")
+_H = TypeVar("_H", bound="_HandlerLike")
 
 _MISSING = object()
 
@@ -65,15 +70,17 @@ class Entry:
         "sym", "keys", "by_value",
     )
 
-    def __init__(self, cls, name, kind, *, fields=(), defaults=None, encode=None, decode=None, by_value=False):
-        self.cls = cls
+    def __init__(self, cls: type, name: str, kind: int, *, fields: Iterable[str] = (),
+                 defaults: dict[str, tuple[bool, Any]] | None = None, encode: Callable[[Any], Any] | None = None,
+                 decode: Callable[[Any], Any] | None = None, by_value: bool = False) -> None:
+        self.cls: Any = cls
         self.name = name
         self.kind = kind
         self.fields = tuple(fields)
         self.field_set = frozenset(self.fields)
         self.defaults = dict(defaults or {})  # field -> (is_factory, value)
-        self.encode = encode
-        self.decode = decode
+        self.encode: Any = encode
+        self.decode: Any = decode
         self.by_value = by_value
         self.has_dict = getattr(cls, "__dictoffset__", 0) != 0
         # Precomputed wire pieces (docs/FORMAT.md): the name as a q symbol atom, and the field
@@ -83,17 +90,17 @@ class Entry:
         names = [f.encode("utf-8") for f in self.fields]
         self.keys = b"\x0b\x00" + len(names).to_bytes(4, "little") + b"".join(n + b"\x00" for n in names)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         kind = {1: "fields", 2: "namedtuple", 3: "enum", 4: "custom"}[self.kind]
         return f"<qwire registry entry {self.name!r}: {self.cls.__qualname__} ({kind})>"
 
     # ---- decoding (the Cython core calls these; the common dataclass case has a fast path there)
 
-    def new(self):
+    def new(self) -> Any:
         """An empty instance to fill (dataclasses), built as pickle builds one: no __init__."""
         return self.cls.__new__(self.cls)
 
-    def field_values(self, state, strict):
+    def field_values(self, state: Any, strict: bool) -> list[Any]:
         """The reader's fields, in its order, from a decoded state dict (schema evolution: fields
         the writer lacked take their defaults, fields the reader lacks are ignored)."""
         from .errors import DecodeError
@@ -120,7 +127,7 @@ class Entry:
             out.append(v)
         return out
 
-    def fill(self, obj, state, strict):
+    def fill(self, obj: Any, state: Any, strict: bool) -> Any:
         """Set a dataclass instance's fields from its decoded state."""
         vals = self.field_values(state, strict)
         if self.has_dict:
@@ -131,7 +138,7 @@ class Entry:
                 setter(obj, f, v)
         return obj
 
-    def build(self, state, strict):
+    def build(self, state: Any, strict: bool) -> Any:
         """The object for a decoded state (every kind but dataclasses, which are filled)."""
         from .errors import DecodeError
 
@@ -159,7 +166,7 @@ class Entry:
 
     # ---- encoding (the core writes dataclass and NamedTuple fields itself)
 
-    def state(self, obj):
+    def state(self, obj: Any) -> Any:
         """The value written for obj (enums and custom classes)."""
         if self.kind == KIND_ENUM:
             return obj.value if self.by_value else obj.name
@@ -174,21 +181,29 @@ class Handler:
     rebuilds the object.
     """
 
-    def handles(self, cls) -> bool:  # pragma: no cover - interface
+    def handles(self, cls: type) -> bool:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def codec(self, cls):  # pragma: no cover - interface
+    def codec(self, cls: type) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:  # pragma: no cover - interface
         raise NotImplementedError
+
+
+class _HandlerLike(Protocol):
+    """What `Registry.add_handler` accepts: a `Handler`, or any object with the same two methods."""
+
+    def handles(self, cls: type, /) -> bool: ...
+
+    def codec(self, cls: type, /) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]: ...
 
 
 class _Dataclasses:
     """Dataclasses: their fields (dataclasses.fields, init=False ones included), in order."""
 
-    def handles(self, cls):
+    def handles(self, cls: type) -> bool:
         return dataclasses.is_dataclass(cls)
 
-    def entry(self, cls, name):
-        defaults = {}
+    def entry(self, cls: Any, name: str) -> Entry:
+        defaults: dict[str, tuple[bool, Any]] = {}
         names = []
         for f in dataclasses.fields(cls):
             names.append(f.name)
@@ -202,10 +217,10 @@ class _Dataclasses:
 class _NamedTuples:
     """typing.NamedTuple and collections.namedtuple classes: their _fields and _field_defaults."""
 
-    def handles(self, cls):
+    def handles(self, cls: type) -> bool:
         return issubclass(cls, tuple) and isinstance(getattr(cls, "_fields", None), tuple) and hasattr(cls, "_make")
 
-    def entry(self, cls, name):
+    def entry(self, cls: Any, name: str) -> Entry:
         defaults = {k: (False, v) for k, v in getattr(cls, "_field_defaults", {}).items()}
         return Entry(cls, name, KIND_NAMEDTUPLE, fields=cls._fields, defaults=defaults)
 
@@ -213,17 +228,17 @@ class _NamedTuples:
 class _Enums:
     """Enums by member name; Flag enums by value (a combination of flags has no single name)."""
 
-    def handles(self, cls):
+    def handles(self, cls: type) -> bool:
         return issubclass(cls, enum.Enum)
 
-    def entry(self, cls, name):
+    def entry(self, cls: type, name: str) -> Entry:
         return Entry(cls, name, KIND_ENUM, by_value=issubclass(cls, enum.Flag))
 
 
 _BUILTIN_HANDLERS = (_Dataclasses(), _NamedTuples(), _Enums())
 
 
-def _check_name(name):
+def _check_name(name: object) -> str:
     if not isinstance(name, str) or not name:
         raise TypeError(f"a registered name must be a non-empty str, not {name!r}")
     if "\0" in name:
@@ -246,19 +261,20 @@ class Registry:
     means the same class for the registry's whole life.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         # Published tables: replaced on every registration, never mutated (readers take no lock).
-        self._by_type = {}
-        self._by_name = {}
-        self._handlers = _BUILTIN_HANDLERS
+        self._by_type: dict[type, Entry] = {}
+        self._by_name: dict[str, Entry] = {}
+        self._handlers: tuple[Any, ...] = _BUILTIN_HANDLERS
         # The Cython core's compiled copy of the tables (cython/refs.pxi): rebuilt by the core
         # whenever it finds that _by_type has been replaced.
-        self._core_cache = None
+        self._core_cache: Any = None
         # dumps/loads with registry=this: their Encoders and Decoders, made once (cython/api.pxi).
-        self._codec_cache = {}
+        self._codec_cache: dict[Any, dict[Any, Any]] = {}
 
-    def register(self, cls, name=None, *, encode=None, decode=None):
+    def register(self, cls: type[_T], name: str | None = None, *, encode: Callable[[_T], Any] | None = None,
+                 decode: Callable[[Any], _T] | None = None) -> type[_T]:
         """Register `cls` under `name` (default: `cls.__qualname__`, without the module) and return
         `cls`, so that it also works as a class decorator.
 
@@ -294,7 +310,7 @@ class Registry:
             self._by_type = by_type
         return cls
 
-    def _entry_from_handlers(self, cls, name):
+    def _entry_from_handlers(self, cls: type, name: str) -> Entry:
         for handler in self._handlers:
             if handler.handles(cls):
                 if hasattr(handler, "entry"):
@@ -306,7 +322,7 @@ class Registry:
             "(or add a handler for its family with Registry.add_handler)"
         )
 
-    def add_handler(self, handler):
+    def add_handler(self, handler: _H) -> _H:
         """Put a type-family handler (see `Handler`) at the front of the chain that `register`
         consults for classes registered without encode/decode. Classes registered earlier keep
         the handler they got."""
@@ -318,37 +334,37 @@ class Registry:
 
     # ---- lookups -----------------------------------------------------------------------------
 
-    def __contains__(self, cls_or_name):
+    def __contains__(self, cls_or_name: object) -> bool:
         if isinstance(cls_or_name, str):
             return cls_or_name in self._by_name
         return cls_or_name in self._by_type
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._by_name)
 
-    def name_of(self, cls):
+    def name_of(self, cls: type) -> str:
         """The name `cls` is registered under (KeyError if it is not)."""
         return self._by_type[cls].name
 
-    def class_of(self, name):
+    def class_of(self, name: str) -> type:
         """The class registered under `name` (KeyError if none)."""
         return self._by_name[name].cls
 
-    def names(self):
+    def names(self) -> list[str]:
         """The registered names, in registration order."""
         return list(self._by_name)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         default = " (default)" if self is default_registry else ""
         return f"<qwire.Registry{default}: {len(self._by_name)} classes>"
 
-    def __reduce__(self):
+    def __reduce__(self) -> str | tuple[Any, ...]:
         if self is default_registry:
             return "default_registry"
         return (_rebuild_registry, (list(self._by_name.values()), self._handlers))
 
 
-def _rebuild_registry(entries, handlers):
+def _rebuild_registry(entries: list[Entry], handlers: tuple[Any, ...]) -> Registry:
     r = Registry()
     r._handlers = handlers
     for e in entries:
@@ -361,6 +377,7 @@ default_registry = Registry()
 """The registry that dumps, loads, Encoder and Decoder use when given no registry=."""
 
 
-def register(cls, name=None, *, encode=None, decode=None):
+def register(cls: type[_T], name: str | None = None, *, encode: Callable[[_T], Any] | None = None,
+             decode: Callable[[Any], _T] | None = None) -> type[_T]:
     """`default_registry.register(...)`: see Registry.register."""
     return default_registry.register(cls, name, encode=encode, decode=decode)

@@ -8,10 +8,19 @@ All are plain data: function values are never evaluated.
 from __future__ import annotations
 
 import math
+from collections.abc import ItemsView, Iterable, Mapping
+from collections.abc import Iterator as _Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn, Optional
 
 import numpy as np
 
 from .qtypes import ATTRIBUTE_CODES, VECTOR_NAMES, vector_code
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: A q attribute: None or 's' (sorted), 'u' (unique), 'p' (parted), 'g' (grouped).
+Attr = Optional[Literal["s", "u", "p", "g"]]
 
 __all__ = [
     "Vector",
@@ -33,7 +42,7 @@ __all__ = [
 ]
 
 
-def values_equal(a, b):
+def values_equal(a: Any, b: Any) -> bool:
     """Structural equality for decoded values: arrays compare by dtype and elements (NaN equal to
     NaN, as q treats every NaN as the same null); containers compare element-wise."""
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
@@ -63,7 +72,7 @@ def values_equal(a, b):
     return bool(a == b)
 
 
-def _check_attr(attr):
+def _check_attr(attr: Any) -> Attr:
     if attr not in ATTRIBUTE_CODES:
         raise ValueError(f"attribute must be one of None, 's', 'u', 'p', 'g'; got {attr!r}")
     return attr
@@ -80,34 +89,37 @@ class Vector:
 
     __slots__ = ("values", "_code", "attr")
 
-    def __init__(self, values, qtype, attr=None):
+    values: Any
+    attr: Attr
+
+    def __init__(self, values: Any, qtype: str | int, attr: Attr = None) -> None:
         self.values = values
         self._code = vector_code(qtype)
         self.attr = _check_attr(attr)
 
     @property
-    def qtype(self):
+    def qtype(self) -> str:
         return VECTOR_NAMES[self._code]
 
     @property
-    def type_code(self):
+    def type_code(self) -> int:
         return self._code
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.values)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, Vector):
             return NotImplemented
         return self._code == other._code and self.attr == other.attr and values_equal(self.values, other.values)
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         attr = f", attr={self.attr!r}" if self.attr else ""
         return f"Vector({self.values!r}, {self.qtype!r}{attr})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (Vector, (self.values, self.qtype, self.attr))
 
 
@@ -118,38 +130,42 @@ class Dict:
 
     __slots__ = ("keys", "values", "sorted")
 
-    def __init__(self, keys, values, sorted=False):
+    keys: Any
+    values: Any
+    sorted: bool
+
+    def __init__(self, keys: Any, values: Any, sorted: bool = False) -> None:
         self.keys = keys
         self.values = values
         self.sorted = bool(sorted)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.keys)
 
-    def items(self):
+    def items(self) -> _Iterator[tuple[Any, Any]]:
         return zip(_iter_values(self.keys), _iter_values(self.values))
 
-    def to_dict(self):
+    def to_dict(self) -> dict[Any, Any]:
         """A Python dict of the same pairs (raises TypeError for unhashable keys; a later duplicate
         key wins, as in q's lookup the first one does: convert only when keys are distinct)."""
         return dict(self.items())
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, Dict):
             return NotImplemented
         return self.sorted == other.sorted and values_equal(self.keys, other.keys) and values_equal(self.values, other.values)
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         s = ", sorted=True" if self.sorted else ""
         return f"Dict({self.keys!r}, {self.values!r}{s})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (Dict, (self.keys, self.values, self.sorted))
 
 
-def _iter_values(v):
+def _iter_values(v: Any) -> _Iterator[Any]:
     if isinstance(v, Vector):
         v = v.values
     if isinstance(v, bytes):
@@ -159,7 +175,7 @@ def _iter_values(v):
     return iter(v)
 
 
-def _column_length(col):
+def _column_length(col: Any) -> int:
     if isinstance(col, (Vector, np.ndarray, bytes, list, _SymbolSource)):
         return len(col)
     raise TypeError(f"a table column must be a vector (NumPy array, bytes, list or qwire.Vector), not {type(col).__name__}")
@@ -175,7 +191,10 @@ class Table:
 
     __slots__ = ("_columns", "attr")
 
-    def __init__(self, columns=None, *, attr=None):
+    _columns: dict[str, Any]
+    attr: Attr
+
+    def __init__(self, columns: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None, *, attr: Attr = None) -> None:
         cols = dict(columns or {})
         lengths = set()
         for name, col in cols.items():
@@ -188,26 +207,26 @@ class Table:
         self.attr = _check_attr(attr)
 
     @property
-    def columns(self):
+    def columns(self) -> list[str]:
         """The column names, in order."""
         return list(self._columns)
 
-    def __getitem__(self, name):
+    def __getitem__(self, name: str) -> Any:
         return self._columns[name]
 
-    def __contains__(self, name):
+    def __contains__(self, name: object) -> bool:
         return name in self._columns
 
-    def items(self):
+    def items(self) -> ItemsView[str, Any]:
         return self._columns.items()
 
-    def __len__(self):
+    def __len__(self) -> int:
         """The number of rows."""
         for col in self._columns.values():
             return len(col)
         return 0
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, Table):
             return NotImplemented
         return (
@@ -216,26 +235,26 @@ class Table:
             and all(values_equal(self._columns[k], other._columns[k]) for k in self._columns)
         )
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         a = f", attr={self.attr!r}" if self.attr else ""
         return f"Table({self._columns!r}{a})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (Table, (self._columns,), {"attr": self.attr} if self.attr else None)
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.attr = state["attr"]
 
-    def to_pandas(self):
+    def to_pandas(self) -> pd.DataFrame:
         """A pandas DataFrame of the columns (pandas must be installed)."""
         from ._pandas import table_to_pandas
 
         return table_to_pandas(self)
 
     @classmethod
-    def from_pandas(cls, df):
+    def from_pandas(cls, df: pd.DataFrame) -> Table | KeyedTable:
         """The q table for a pandas DataFrame, as `dumps(df)` writes it."""
         from ._pandas import table_from_pandas
 
@@ -247,7 +266,11 @@ class KeyedTable:
 
     __slots__ = ("keys", "values", "sorted")
 
-    def __init__(self, keys, values, sorted=False):
+    keys: Table
+    values: Table
+    sorted: bool
+
+    def __init__(self, keys: Table, values: Table, sorted: bool = False) -> None:
         if not isinstance(keys, Table) or not isinstance(values, Table):
             raise TypeError("KeyedTable(keys, values) takes two qwire.Table objects")
         if len(keys) != len(values):
@@ -256,24 +279,24 @@ class KeyedTable:
         self.values = values
         self.sorted = bool(sorted)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.keys)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, KeyedTable):
             return NotImplemented
         return self.sorted == other.sorted and self.keys == other.keys and self.values == other.values
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         s = ", sorted=True" if self.sorted else ""
         return f"KeyedTable({self.keys!r}, {self.values!r}{s})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (KeyedTable, (self.keys, self.values, self.sorted))
 
-    def to_pandas(self):
+    def to_pandas(self) -> pd.DataFrame:
         """A pandas DataFrame indexed by the key columns."""
         from ._pandas import keyed_table_to_pandas
 
@@ -289,27 +312,29 @@ class DateTime:
 
     __slots__ = ("days",)
 
-    def __init__(self, days):
+    days: float
+
+    def __init__(self, days: float) -> None:
         self.days = float(days)
 
-    def to_numpy(self):
+    def to_numpy(self) -> np.datetime64:
         """As `numpy.datetime64` in milliseconds (NaT for null), q's own rounding."""
         if math.isnan(self.days) or math.isinf(self.days):
             return np.datetime64("NaT", "ms")
         return np.datetime64(round(self.days * 86_400_000) + _EPOCH_2000_MS, "ms")
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, DateTime):
             return NotImplemented
         return self.days == other.days or (math.isnan(self.days) and math.isnan(other.days))
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((DateTime, None if math.isnan(self.days) else self.days))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"DateTime({self.days!r})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (DateTime, (self.days,))
 
 
@@ -320,12 +345,12 @@ class _SymbolSource:
 
     __slots__ = ("kind", "parts", "length")
 
-    def __init__(self, kind, parts, length):
+    def __init__(self, kind: Any, parts: Any, length: int) -> None:
         self.kind = kind
         self.parts = parts
         self.length = length
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.length
 
 
@@ -336,24 +361,26 @@ class Timestamp:
 
     __slots__ = ("ns",)
 
-    def __init__(self, ns):
+    ns: int
+
+    def __init__(self, ns: int) -> None:
         ns = int(ns)
         if not -(2**63) <= ns < 2**63:
             raise ValueError("a q timestamp is an int64 count of nanoseconds")
         self.ns = ns
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, Timestamp):
             return NotImplemented
         return self.ns == other.ns
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((Timestamp, self.ns))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Timestamp({self.ns})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (Timestamp, (self.ns,))
 
 
@@ -369,29 +396,29 @@ class Function:
     """Base class of q function values. Instances are immutable, hashable data."""
 
     __slots__ = ()
-    _fields = ()
+    _fields: ClassVar[tuple[str, ...]] = ()
 
-    def _key(self):
+    def _key(self) -> tuple[Any, ...]:
         return tuple(getattr(self, f) for f in self._fields)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
         return all(values_equal(a, b) for a, b in zip(self._key(), other._key()))
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         try:
             return hash((type(self), self._key()))
         except TypeError:
             return hash(type(self))
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), self._key())
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: object) -> NoReturn:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
-    def _set(self, **kw):
+    def _set(self, **kw: Any) -> None:
         for k, v in kw.items():
             object.__setattr__(self, k, v)
 
@@ -402,10 +429,13 @@ class Lambda(Function):
     __slots__ = ("source", "context")
     _fields = ("source", "context")
 
-    def __init__(self, source, context=""):
+    source: str
+    context: str
+
+    def __init__(self, source: str, context: str = "") -> None:
         self._set(source=str(source), context=str(context))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         c = f", context={self.context!r}" if self.context else ""
         return f"Lambda({self.source!r}{c})"
 
@@ -413,20 +443,22 @@ class Lambda(Function):
 class _CodedFunction(Function):
     __slots__ = ("code",)
     _fields = ("code",)
-    _names: list = []
+    _names: ClassVar[list[str]] = []
 
-    def __init__(self, code):
+    code: int
+
+    def __init__(self, code: int) -> None:
         code = int(code)
         if not 0 <= code <= 255:
             raise ValueError(f"{type(self).__name__} code must be 0..255, got {code}")
         self._set(code=code)
 
     @property
-    def name(self):
+    def name(self) -> str | None:
         """q's spelling of the primitive, when the code table knows it."""
         return self._names[self.code] if self.code < len(self._names) else None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         n = f"  # {self.name}" if self.name else ""
         return f"{type(self).__name__}({self.code}){n}"
 
@@ -459,13 +491,15 @@ class Projection(Function):
     __slots__ = ("items",)
     _fields = ("items",)
 
-    def __init__(self, *items):
+    items: tuple[Any, ...]
+
+    def __init__(self, *items: Any) -> None:
         self._set(items=tuple(items))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Projection{self.items!r}"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (Projection, self.items)
 
 
@@ -475,13 +509,15 @@ class Composition(Function):
     __slots__ = ("items",)
     _fields = ("items",)
 
-    def __init__(self, *items):
+    items: tuple[Any, ...]
+
+    def __init__(self, *items: Any) -> None:
         self._set(items=tuple(items))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Composition{self.items!r}"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (Composition, self.items)
 
 
@@ -492,16 +528,19 @@ class Derived(Function):
     __slots__ = ("kind", "func")
     _fields = ("kind", "func")
 
-    def __init__(self, kind, func):
+    kind: str
+    func: Any
+
+    def __init__(self, kind: str, func: Any) -> None:
         if kind not in _ITERATORS:
             raise ValueError(f"Derived kind must be one of {_ITERATORS}, got {kind!r}")
         self._set(kind=kind, func=func)
 
     @property
-    def type_code(self):
+    def type_code(self) -> int:
         return 106 + _ITERATORS.index(self.kind)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Derived({self.kind!r}, {self.func!r})"
 
 
