@@ -28,6 +28,8 @@ def dumps(obj, *, msg_type="async", compress=False, buffer_callback=None, q_comp
     """
     cdef Encoder enc
     cdef int flags
+    if type(msg_type) is not str and type(msg_type) is not int:
+        Encoder(msg_type)               # the ValueError naming it (the caches below hash msg_type)
     # Named rather than **options: a keyword call then builds no dict (refs=True is a hot call).
     if (max_depth is not None or zero_copy_threshold is not None or capability is not None
             or oob_threshold is not None):
@@ -81,7 +83,8 @@ def loads(data, *, buffers=None, registry=None, strict_fields=False, **options):
       no __reduce__, no import, no eval.
     strict_fields: a registered dataclass or NamedTuple whose fields differ from this reader's is
       a DecodeError (by default missing fields take their defaults and unknown ones are ignored).
-    options: Decoder options: max_depth, max_decompressed_size.
+    options: Decoder options: max_depth, max_decompressed_size (max_message_size too, though only
+      Decoder.feed uses it).
     """
     cdef Decoder dec
     if options:

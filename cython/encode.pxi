@@ -187,6 +187,8 @@ cdef class Encoder:
                  buffer_callback=None, oob_threshold=DEFAULT_OOB_THRESHOLD,
                  q_compatible=False, refs=False, registry=None, allow_on_disk=False):
         try:
+            if type(msg_type) is not str and type(msg_type) is not int:   # True == 1.0 == 1: not types
+                raise KeyError(msg_type)
             self.msg_type = MSG_TYPES[msg_type]
         except (KeyError, TypeError):
             raise ValueError(f"msg_type must be 'async', 'sync' or 'response' (or 0, 1, 2), not {msg_type!r}") from None

@@ -2,6 +2,9 @@
 # written without copying, references to the caller's buffers (scatter-gather segments).
 
 
+cdef object _MESSAGE_TOKEN = object()
+
+
 cdef class Message:
     """A serialized q IPC message.
 
@@ -19,7 +22,11 @@ cdef class Message:
     cdef object _joined        # cached contiguous bytes of a multi-segment message
     cdef Py_ssize_t _exports
 
-    def __cinit__(self):
+    def __cinit__(self, _token=None):
+        # Only the encoder makes Messages (_message_take): an empty one would have no header.
+        if _token is not _MESSAGE_TOKEN:
+            raise TypeError("Message objects are made by qwire.dumps / Encoder.encode (or unpickled), "
+                            "not constructed directly")
         self._buf = NULL
         self._len = 0
         self._total = 0
@@ -167,7 +174,7 @@ cdef class _OwnBytes:
 
 cdef Message _message_take(char* buf, Py_ssize_t length, Py_ssize_t total, list layout):
     """Wrap an encoder buffer (ownership moves to the Message)."""
-    cdef Message m = Message.__new__(Message)
+    cdef Message m = Message.__new__(Message, _MESSAGE_TOKEN)
     m._buf = buf
     m._len = length
     m._total = total

@@ -132,3 +132,19 @@ def test_compression_is_transparent():
     assert np.array_equal(qwire.loads(m), til)
     assert not qwire.dumps(til[:10], compress="auto").compressed  # under kdb+'s 2009-byte threshold
     assert not qwire.dumps(np.random.default_rng(0).random(1000), compress=True).compressed  # incompressible
+
+
+@pytest.mark.parametrize("bad", [[], True, False, 1.0, 3, -1, "Sync", None], ids=repr)
+def test_msg_type_accepts_only_its_names_and_codes(bad):
+    with pytest.raises(ValueError, match="msg_type"):
+        qwire.dumps(1, msg_type=bad)
+    with pytest.raises(ValueError, match="msg_type"):
+        qwire.Encoder(bad)
+
+
+def test_message_objects_are_not_constructed_directly():
+    # an empty Message would have no header: its properties used to read through a NULL buffer
+    with pytest.raises(TypeError, match="made by qwire.dumps"):
+        qwire.Message()
+    with pytest.raises(TypeError, match="made by qwire.dumps"):
+        qwire.Message.__new__(qwire.Message)

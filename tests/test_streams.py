@@ -185,3 +185,19 @@ def test_mmap_of_a_1gb_table_reads_only_the_column_touched(tmp_path):
     assert total == (rows - 1) * rows // 2
     assert opened < 16 << 20, f"opening mapped {opened} bytes"
     assert touched < (256 << 20) + (64 << 20), f"reading one column made {touched} bytes resident"
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+def test_load_past_the_last_message_is_a_decode_error(tmp_path, mmap):
+    path = tmp_path / "one.q"
+    qwire.dump([1, 2], str(path))
+    with open(path, "rb") as f:
+        assert qwire.load(f, mmap=mmap) == [1, 2]
+        with pytest.raises(qwire.DecodeError, match="at its end"):
+            qwire.load(f, mmap=mmap)
+    empty = tmp_path / "empty.q"
+    empty.write_bytes(b"")
+    with open(empty, "rb") as f:
+        f.seek(5)                       # past the end of an empty file: nothing to map
+        with pytest.raises(qwire.DecodeError):
+            qwire.load(f, mmap=mmap)

@@ -1,6 +1,7 @@
 """The public functions: pickle's conventions over the Cython core's Encoder and Decoder."""
 from __future__ import annotations
 
+import os
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from ._core import Decoder, Encoder, Message, dumps, loads
@@ -23,7 +24,12 @@ def _compress_message(msg: Message, mode: bool | Literal["auto"]) -> Message:
     return msg if out is None else _message_from_bytes(out)
 
 
-def dump(obj: object, file: IO[bytes] | socket.socket | int, **kwargs: Any) -> int:
-    """Write `obj` as one message to a binary file object; returns the bytes written."""
-    return dumps(obj, **kwargs).write_to(file)
+def dump(obj: object, file: str | bytes | os.PathLike[str] | IO[bytes] | socket.socket | int, **kwargs: Any) -> int:
+    """Write `obj` as one message to a binary file object, socket or file descriptor, or to a new
+    file at a path (created or truncated, as open(path, "wb")); returns the bytes written."""
+    msg = dumps(obj, **kwargs)
+    if isinstance(file, (str, bytes, os.PathLike)):
+        with open(file, "wb") as f:
+            return msg.write_to(f)
+    return msg.write_to(file)
 

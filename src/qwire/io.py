@@ -41,7 +41,9 @@ def load(file: _Path | IO[bytes], *, mmap: bool = False, **options: Any) -> Any:
     if mmap:
         mapped = _map(file)
         start = file.tell()
-        view = memoryview(mapped)[start:]  # type: ignore[arg-type]  # None: an empty file read from past its start
+        if mapped is None or start >= len(mapped):
+            raise DecodeError("no message: the file is at its end", start)
+        view = memoryview(mapped)[start:]
         total = _message_length(view[:8], start)
         if total > len(view):
             raise DecodeError(f"file ends inside a message: {len(view)} of {total} bytes", start + len(view))
