@@ -900,20 +900,28 @@ cdef object _decode_record(DState* s, Py_ssize_t start, int depth):
     cdef Py_ssize_t nk = _rd_count(s, QT_SYMBOL, False)
     cdef const unsigned char* kstart = s.buf + s.pos
     cdef list keys
-    cdef Py_ssize_t klen
+    cdef Py_ssize_t klen = 0
+    cdef bint fresh = False         # decoded here, not yet in the cross-message cache
     if (s.rec_key_list != NULL and PyList_GET_SIZE(<object>s.rec_key_list) == nk
             and s.end - s.pos >= s.rec_keys_len
             and memcmp(kstart, s.rec_keys, s.rec_keys_len) == 0):
         keys = <list>s.rec_key_list
         s.pos += s.rec_keys_len
     else:
-        keys = _decode_symbol_list(s, nk)
+        cached = _keycache_get(kstart, s.end - s.pos, nk, &klen)
+        if cached is not None:
+            keys = <list>cached
+            s.pos += klen
+        else:
+            keys = _decode_symbol_list(s, nk)
+            klen = (s.buf + s.pos) - kstart
+            fresh = True
         Py_XDECREF(s.rec_key_list)
         Py_INCREF(keys)
         s.rec_key_list = <PyObject*>keys
         s.rec_keys = kstart
-        s.rec_keys_len = (s.buf + s.pos) - kstart
-        s.rec_keys_unique = -1      # not known until the values go in
+        s.rec_keys_len = klen
+        s.rec_keys_unique = -1 if fresh else 1    # cached keys are distinct; others known once the values go in
     cdef Py_ssize_t values_at = s.pos
     cdef dict d
     cdef list values
@@ -940,6 +948,8 @@ cdef object _decode_record(DState* s, Py_ssize_t start, int depth):
                     return Dict(_object_array(keys), values)
             if s.rec_key_list == <PyObject*>keys:
                 s.rec_keys_unique = 1
+            if fresh:
+                _keycache_put(kstart, s.end - (kstart - s.buf), klen, nk, keys)
             s.last_code = QT_DICT
             return d
         s.pos = values_at   # not a plain list of as many values: the general path reports it
