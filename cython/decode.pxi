@@ -710,34 +710,56 @@ cdef list _decode_list(DState* s, Py_ssize_t n, int depth):
     return out
 
 
+cdef inline str _next_symbol(DState* s):
+    """The symbol at s.pos (interned when s.intern); moves past its NUL."""
+    cdef uint64_t h, w8
+    cdef const char* p = <const char*>s.buf + s.pos
+    cdef Py_ssize_t n = qw_sym_scan(s.buf + s.pos, s.end - s.pos, &h, &w8)
+    if n < 0:
+        _fail("a symbol in a symbol vector is not NUL-terminated before the end of the message", s.pos)
+    s.pos += n + 1
+    if s.intern:
+        return symtab_get_hashed(&s.syms, p, n, h, w8)
+    return _sym_new(p, n)
+
+
 cdef list _decode_symbol_list(DState* s, Py_ssize_t n):
     cdef list out = PyList_New(n)
-    cdef Py_ssize_t i, z
-    cdef const char* p
+    cdef Py_ssize_t i
     cdef str sym
     for i in range(n):
-        z = _sym_end(s, "a symbol in a symbol vector")
-        p = <const char*>s.buf + s.pos
-        sym = symtab_get(&s.syms, p, z - s.pos) if s.intern else _sym_new(p, z - s.pos)
-        s.pos = z + 1
+        sym = _next_symbol(s)
         Py_INCREF(sym)
         PyList_SET_ITEM(out, i, sym)
     return out
 
 
 cdef object _decode_symbols(DState* s, Py_ssize_t n):
-    cdef cnp.ndarray arr = np.empty(n, dtype=object)
-    cdef PyObject** slots = <PyObject**>cnp.PyArray_DATA(arr)
-    cdef Py_ssize_t i, z
+    # NumPy fills a new object array with NULLs (which it reads as None): each slot is written
+    # once, with no None to release.
+    arr = _new_array(DT_OBJ, n, NULL, None)
+    cdef PyObject** slots = <PyObject**>cnp.PyArray_DATA(<cnp.ndarray>arr)
+    cdef Py_ssize_t i, k
+    cdef uint64_t h, w8
     cdef const char* p
+    cdef PyObject* o
     cdef str sym
     for i in range(n):
-        z = _sym_end(s, "a symbol in a symbol vector")
         p = <const char*>s.buf + s.pos
-        sym = symtab_get(&s.syms, p, z - s.pos) if s.intern else _sym_new(p, z - s.pos)
-        s.pos = z + 1
+        k = qw_sym_scan(s.buf + s.pos, s.end - s.pos, &h, &w8)
+        if k < 0:
+            _fail("a symbol in a symbol vector is not NUL-terminated before the end of the message", s.pos)
+        s.pos += k + 1
+        if s.intern:
+            o = symtab_find(&s.syms, p, k, h, w8)
+            if o != NULL:
+                Py_INCREF(<object>o)
+                slots[i] = o
+                continue
+            sym = symtab_add(&s.syms, p, k, h, w8)
+        else:
+            sym = _sym_new(p, k)
         Py_INCREF(sym)
-        Py_XDECREF(slots[i])
         slots[i] = <PyObject*>sym
     return arr
 

@@ -4,6 +4,7 @@
 
 cdef struct SymEntry:
     uint64_t hash
+    uint64_t w8              # the first min(len, 8) bytes (qw_sym_hash)
     const char* ptr
     Py_ssize_t len
     PyObject* obj            # a strong reference, released by symtab_free
@@ -24,12 +25,59 @@ cdef enum:
     SYMTAB_MAX_LEN = 64      # longer symbols are rarely repeated; don't hash them
 
 
-cdef inline uint64_t _sym_hash(const char* p, Py_ssize_t n) noexcept nogil:
-    cdef uint64_t h = 1469598103934665603ULL ^ <uint64_t>n
-    cdef Py_ssize_t i
-    for i in range(n):
-        h = (h ^ <uint8_t>p[i]) * 1099511628211ULL
-    return h
+# Symbols are found (their NUL) and hashed in one step. A symbol under 8 bytes is read as one
+# little-endian word `w8` (the bytes after its NUL masked off): its hash is a multiply of that word,
+# and two such symbols are equal when their lengths and words are. Longer symbols hash with FNV-1a
+# and compare with memcmp. The hash depends on the symbol's bytes only, whichever path found it.
+cdef extern from *:
+    """
+    #include <string.h>
+    #include <stdint.h>
+    static inline uint64_t qw_sym_mix(uint64_t w, Py_ssize_t n) {
+        uint64_t h = (w ^ ((uint64_t)n << 56)) * 0x9E3779B97F4A7C15ULL;
+        return h ^ (h >> 29);
+    }
+    /* The hash of the symbol p[0:n]; *w8 = its first min(n, 8) bytes as a little-endian word. */
+    static inline uint64_t qw_sym_hash(const unsigned char *p, Py_ssize_t n, uint64_t *w8) {
+        uint64_t w = 0;
+        Py_ssize_t i;
+        for (i = 0; i < n && i < 8; i++)
+            w |= (uint64_t)p[i] << (8 * i);
+        *w8 = w;
+        if (n < 8)
+            return qw_sym_mix(w, n);
+        uint64_t h = 1469598103934665603ULL ^ (uint64_t)n;
+        for (i = 0; i < n; i++)
+            h = (h ^ p[i]) * 1099511628211ULL;
+        return qw_sym_mix(h, n);
+    }
+    /* The length of the NUL-terminated symbol at p (avail bytes readable), or -1 when no NUL
+       follows within them; sets *h and *w8 as qw_sym_hash does. */
+    static inline Py_ssize_t qw_sym_scan(const unsigned char *p, Py_ssize_t avail, uint64_t *h, uint64_t *w8) {
+    #if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (avail >= 8) {
+            uint64_t w, z;
+            memcpy(&w, p, 8);
+            z = (w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL;
+            if (z) {
+                /* the lowest flagged byte is the first NUL (flags above it may be false) */
+                Py_ssize_t n = __builtin_ctzll(z) >> 3;
+                w = n ? w & (~0ULL >> (64 - 8 * n)) : 0;
+                *w8 = w;
+                *h = qw_sym_mix(w, n);
+                return n;
+            }
+        }
+    #endif
+        const unsigned char *e = (const unsigned char *)memchr(p, 0, (size_t)avail);
+        if (!e)
+            return -1;
+        *h = qw_sym_hash(p, e - p, w8);
+        return e - p;
+    }
+    """
+    uint64_t qw_sym_hash(const unsigned char* p, Py_ssize_t n, uint64_t* w8) noexcept nogil
+    Py_ssize_t qw_sym_scan(const unsigned char* p, Py_ssize_t avail, uint64_t* h, uint64_t* w8) noexcept nogil
 
 
 cdef int _symtab_grow(SymTab* t) except -1:
@@ -65,6 +113,32 @@ cdef inline str _sym_new(const char* p, Py_ssize_t n):
 
 cdef str symtab_get(SymTab* t, const char* p, Py_ssize_t n):
     """The str for the symbol bytes p[0:n], shared with earlier equal symbols of this call."""
+    cdef uint64_t w8
+    cdef uint64_t h = qw_sym_hash(<const unsigned char*>p, n, &w8)
+    return symtab_get_hashed(t, p, n, h, w8)
+
+
+cdef inline PyObject* symtab_find(SymTab* t, const char* p, Py_ssize_t n, uint64_t h, uint64_t w8) noexcept:
+    """The str already made for the symbol p[0:n] in this call (borrowed), or NULL: the hot path
+    of a symbol vector, with no reference counting. h and w8 from qw_sym_hash or qw_sym_scan."""
+    if t.cap == 0 or t.off:
+        return NULL
+    cdef Py_ssize_t mask = t.cap - 1
+    cdef Py_ssize_t j = <Py_ssize_t>(h & <uint64_t>mask)
+    cdef SymEntry* e
+    while True:
+        e = &t.entries[j]
+        if e.obj == NULL:
+            return NULL
+        if e.hash == h and e.len == n and e.w8 == w8 and (n <= 8 or memcmp(e.ptr, p, n) == 0):
+            t.hits += 1
+            return e.obj
+        j = (j + 1) & mask
+
+
+cdef str symtab_add(SymTab* t, const char* p, Py_ssize_t n, uint64_t h, uint64_t w8):
+    """The str for a symbol symtab_find did not find: new, and kept for later equal symbols
+    while interning pays."""
     if n > SYMTAB_MAX_LEN or t.off:
         return _sym_new(p, n)
     if t.used >= SYMTAB_PROBATION and t.hits < t.used:
@@ -75,26 +149,28 @@ cdef str symtab_get(SymTab* t, const char* p, Py_ssize_t n):
         if t.cap >= SYMTAB_MAX:
             return _sym_new(p, n)
         _symtab_grow(t)
-    cdef uint64_t h = _sym_hash(p, n)
     cdef Py_ssize_t mask = t.cap - 1
     cdef Py_ssize_t j = <Py_ssize_t>(h & <uint64_t>mask)
-    cdef SymEntry* e
-    while True:
-        e = &t.entries[j]
-        if e.obj == NULL:
-            break
-        if e.hash == h and e.len == n and memcmp(e.ptr, p, n) == 0:
-            t.hits += 1
-            return <str>e.obj
+    while t.entries[j].obj != NULL:
         j = (j + 1) & mask
+    cdef SymEntry* e = &t.entries[j]
     s = _sym_new(p, n)
     Py_INCREF(s)
     e.obj = <PyObject*>s
     e.hash = h
+    e.w8 = w8
     e.ptr = p
     e.len = n
     t.used += 1
     return s
+
+
+cdef inline str symtab_get_hashed(SymTab* t, const char* p, Py_ssize_t n, uint64_t h, uint64_t w8):
+    """symtab_get, with h and w8 from qw_sym_hash or qw_sym_scan."""
+    cdef PyObject* o = symtab_find(t, p, n, h, w8)
+    if o != NULL:
+        return <str>o
+    return symtab_add(t, p, n, h, w8)
 
 
 cdef void symtab_free(SymTab* t) noexcept:
