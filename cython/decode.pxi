@@ -75,8 +75,13 @@ cdef inline Py_ssize_t _rd_count(DState* s, int code, bint long_count) except -1
         n = _rd_u32(s)
     if n > <uint64_t>(s.end - s.pos) and not _at_segment(s):
         # Every item takes at least a byte: a count beyond the bytes left is a lie.
-        _fail(f"vector of type {code} claims {n} items but only {s.end - s.pos} bytes follow", s.pos - (8 if long_count else 4), code)
+        _count_lie(s, code, n, long_count)
     return <Py_ssize_t>n
+
+
+cdef int _count_lie(DState* s, int code, uint64_t n, bint long_count) except -1:
+    # Out of line, so that _rd_count stays small enough to inline.
+    return _fail(f"vector of type {code} claims {n} items but only {s.end - s.pos} bytes follow", s.pos - (8 if long_count else 4), code)
 
 
 cdef inline bint _at_segment(DState* s) noexcept:
@@ -520,13 +525,16 @@ cdef object _decode_atom(DState* s, int code, Py_ssize_t start):
     cdef uint64_t u64
     cdef double d
     cdef Py_ssize_t z
+    cdef uint64_t h, w8
     if code == QT_SYMBOL:
-        z = _sym_end(s, "a symbol")
         p = s.buf + s.pos
-        s.pos = z + 1
+        z = qw_sym_scan(p, s.end - s.pos, &h, &w8)
+        if z < 0:
+            _fail("a symbol is not NUL-terminated before the end of the message", s.pos)
+        s.pos += z + 1
         if s.intern:
-            return symtab_get(&s.syms, <const char*>p, z - (p - s.buf))
-        return _sym_new(<const char*>p, z - (p - s.buf))
+            return symtab_get_hashed(&s.syms, <const char*>p, z, h, w8)
+        return _sym_new(<const char*>p, z)
     _need(s, width, "an atom")
     p = s.buf + s.pos
     s.pos += width

@@ -106,3 +106,25 @@ def test_roundtrip_object_arrays_of_symbols():
     arr = np.array([s.decode("utf-8", "surrogateescape") for s in TRICKY] * 50, dtype=object)
     got = qwire.loads(qwire.dumps(arr))
     assert got.dtype == object and got.tolist() == arr.tolist()
+
+
+@pytest.mark.parametrize("name", TRICKY)
+@pytest.mark.parametrize("big", [False, True])
+def test_symbol_atoms(name, big):
+    # As the last item (byte path near the end) and first in a list (word path); interned when big.
+    atom = b"\xf5" + name + b"\x00"
+    items = [atom, atom] + ([b"\xf5" + b"p" * 40 + b"\x00"] * 15 if big else []) + [atom]
+    got = qwire.loads(hostile.message(hostile.general_list(items)))
+    want = name.decode("utf-8", "surrogateescape")
+    assert got[0] == got[1] == got[-1] == want
+    if big and len(name) <= 64:      # longer symbols are not interned
+        assert got[0] is got[1] is got[-1]
+
+
+@pytest.mark.parametrize("n", range(0, 12))
+def test_symbol_atom_missing_nul(n):
+    data = hostile.message(hostile.general_list([b"\xf5ok\x00", b"\xf5" + b"q" * n]))
+    with pytest.raises(DecodeError) as e:
+        qwire.loads(data)
+    assert e.value.offset == 8 + 6 + 4 + 1
+    assert "not NUL-terminated" in e.value.reason
