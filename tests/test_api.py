@@ -132,3 +132,17 @@ def test_compression_is_transparent():
     assert np.array_equal(qwire.loads(m), til)
     assert not qwire.dumps(til[:10], compress="auto").compressed  # under kdb+'s 2009-byte threshold
     assert not qwire.dumps(np.random.default_rng(0).random(1000), compress=True).compressed  # incompressible
+
+
+def test_loads_decoder_options_are_named_keywords():
+    # loads names Decoder's options (no **kwargs dict per call): they still reach the Decoder.
+    deep = qwire.dumps([[[[1]]]])
+    assert qwire.loads(deep, max_depth=8) == [[[[1]]]]
+    with pytest.raises(qwire.DecodeError):
+        qwire.loads(deep, max_depth=2)
+    with pytest.raises(ValueError):
+        qwire.loads(deep, max_depth=0)
+    assert qwire.loads(deep, max_depth=None, max_decompressed_size=None, max_message_size=None) == [[[[1]]]]
+    assert qwire.loads(deep, max_message_size=1 << 20) == [[[[1]]]]
+    with pytest.raises(TypeError):
+        qwire.loads(deep, no_such_option=1)
