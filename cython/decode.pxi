@@ -239,8 +239,12 @@ cdef class Decoder:
         return self._decode(data, buffers)
 
     cdef object _decode(self, object data, object buffers=None):
-        if type(data) is Message and (<Message>data)._layout is not None:
-            return self._decode_segmented(<Message>data, buffers)
+        if type(data) is Message:
+            if (<Message>data)._layout is not None:
+                return self._decode_segmented(<Message>data, buffers)
+            # One contiguous block that never changes, exported read-only: views keep the
+            # Message itself alive, and no memoryview is made for it.
+            return self._decode_message(<const unsigned char*>(<Message>data)._buf, (<Message>data)._len, data, buffers)
         cdef Py_buffer* view
         cdef object base
         cdef const unsigned char* p
