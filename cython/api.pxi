@@ -72,7 +72,8 @@ def dumps(obj, *, msg_type="async", compress=False, buffer_callback=None, q_comp
     return msg
 
 
-def loads(data, *, buffers=None, registry=None, strict_fields=False, **options):
+def loads(data, *, buffers=None, registry=None, strict_fields=False, max_depth=None, max_decompressed_size=None,
+          max_message_size=None):
     """Deserialize one q IPC message from bytes, bytearray, memoryview, Message, mmap or any
     C-contiguous buffer (compressed messages included). Vectors whose wire layout equals NumPy's
     come back as read-only views into `data`, which they keep alive. Raises DecodeError on
@@ -83,12 +84,15 @@ def loads(data, *, buffers=None, registry=None, strict_fields=False, **options):
       no __reduce__, no import, no eval.
     strict_fields: a registered dataclass or NamedTuple whose fields differ from this reader's is
       a DecodeError (by default missing fields take their defaults and unknown ones are ignored).
-    options: Decoder options: max_depth, max_decompressed_size (max_message_size too, though only
-      Decoder.feed uses it).
+    max_depth, max_decompressed_size, max_message_size: as for Decoder (None: its default).
     """
+    # Named rather than **options: a **kwargs dict would be built and freed on every call.
     cdef Decoder dec
-    if options:
-        return Decoder(registry=registry, strict_fields=strict_fields, **options)._decode(data, buffers)
+    if max_depth is not None or max_decompressed_size is not None or max_message_size is not None:
+        return Decoder(registry=registry, strict_fields=strict_fields,
+                       max_depth=DEFAULT_MAX_DEPTH if max_depth is None else max_depth,
+                       max_decompressed_size=max_decompressed_size,
+                       max_message_size=max_message_size)._decode(data, buffers)
     if registry is None:
         return (_STRICT_DECODER if strict_fields else _DEFAULT_DECODER)._decode(data, buffers)
     cache = _registry_cache(registry, "strict decoder" if strict_fields else "decoder")

@@ -75,8 +75,13 @@ cdef inline Py_ssize_t _rd_count(DState* s, int code, bint long_count) except -1
         n = _rd_u32(s)
     if n > <uint64_t>(s.end - s.pos) and not _at_segment(s):
         # Every item takes at least a byte: a count beyond the bytes left is a lie.
-        _fail(f"vector of type {code} claims {n} items but only {s.end - s.pos} bytes follow", s.pos - (8 if long_count else 4), code)
+        _count_lie(s, code, n, long_count)
     return <Py_ssize_t>n
+
+
+cdef int _count_lie(DState* s, int code, uint64_t n, bint long_count) except -1:
+    # Out of line, so that _rd_count stays small enough to inline.
+    return _fail(f"vector of type {code} claims {n} items but only {s.end - s.pos} bytes follow", s.pos - (8 if long_count else 4), code)
 
 
 cdef inline bint _at_segment(DState* s) noexcept:
@@ -234,8 +239,12 @@ cdef class Decoder:
         return self._decode(data, buffers)
 
     cdef object _decode(self, object data, object buffers=None):
-        if type(data) is Message and (<Message>data)._layout is not None:
-            return self._decode_segmented(<Message>data, buffers)
+        if type(data) is Message:
+            if (<Message>data)._layout is not None:
+                return self._decode_segmented(<Message>data, buffers)
+            # One contiguous block that never changes, exported read-only: views keep the
+            # Message itself alive, and no memoryview is made for it.
+            return self._decode_message(<const unsigned char*>(<Message>data)._buf, (<Message>data)._len, data, buffers)
         cdef Py_buffer* view
         cdef object base
         cdef const unsigned char* p
@@ -520,13 +529,16 @@ cdef object _decode_atom(DState* s, int code, Py_ssize_t start):
     cdef uint64_t u64
     cdef double d
     cdef Py_ssize_t z
+    cdef uint64_t h, w8
     if code == QT_SYMBOL:
-        z = _sym_end(s, "a symbol")
         p = s.buf + s.pos
-        s.pos = z + 1
+        z = qw_sym_scan(p, s.end - s.pos, &h, &w8)
+        if z < 0:
+            _fail("a symbol is not NUL-terminated before the end of the message", s.pos)
+        s.pos += z + 1
         if s.intern:
-            return symtab_get(&s.syms, <const char*>p, z - (p - s.buf))
-        return _sym_new(<const char*>p, z - (p - s.buf))
+            return symtab_get_hashed(&s.syms, <const char*>p, z, h, w8)
+        return _sym_new(<const char*>p, z)
     _need(s, width, "an atom")
     p = s.buf + s.pos
     s.pos += width
@@ -710,34 +722,56 @@ cdef list _decode_list(DState* s, Py_ssize_t n, int depth):
     return out
 
 
+cdef inline str _next_symbol(DState* s):
+    """The symbol at s.pos (interned when s.intern); moves past its NUL."""
+    cdef uint64_t h, w8
+    cdef const char* p = <const char*>s.buf + s.pos
+    cdef Py_ssize_t n = qw_sym_scan(s.buf + s.pos, s.end - s.pos, &h, &w8)
+    if n < 0:
+        _fail("a symbol in a symbol vector is not NUL-terminated before the end of the message", s.pos)
+    s.pos += n + 1
+    if s.intern:
+        return symtab_get_hashed(&s.syms, p, n, h, w8)
+    return _sym_new(p, n)
+
+
 cdef list _decode_symbol_list(DState* s, Py_ssize_t n):
     cdef list out = PyList_New(n)
-    cdef Py_ssize_t i, z
-    cdef const char* p
+    cdef Py_ssize_t i
     cdef str sym
     for i in range(n):
-        z = _sym_end(s, "a symbol in a symbol vector")
-        p = <const char*>s.buf + s.pos
-        sym = symtab_get(&s.syms, p, z - s.pos) if s.intern else _sym_new(p, z - s.pos)
-        s.pos = z + 1
+        sym = _next_symbol(s)
         Py_INCREF(sym)
         PyList_SET_ITEM(out, i, sym)
     return out
 
 
 cdef object _decode_symbols(DState* s, Py_ssize_t n):
-    cdef cnp.ndarray arr = np.empty(n, dtype=object)
-    cdef PyObject** slots = <PyObject**>cnp.PyArray_DATA(arr)
-    cdef Py_ssize_t i, z
+    # NumPy fills a new object array with NULLs (which it reads as None): each slot is written
+    # once, with no None to release.
+    arr = _new_array(DT_OBJ, n, NULL, None)
+    cdef PyObject** slots = <PyObject**>cnp.PyArray_DATA(<cnp.ndarray>arr)
+    cdef Py_ssize_t i, k
+    cdef uint64_t h, w8
     cdef const char* p
+    cdef PyObject* o
     cdef str sym
     for i in range(n):
-        z = _sym_end(s, "a symbol in a symbol vector")
         p = <const char*>s.buf + s.pos
-        sym = symtab_get(&s.syms, p, z - s.pos) if s.intern else _sym_new(p, z - s.pos)
-        s.pos = z + 1
+        k = qw_sym_scan(s.buf + s.pos, s.end - s.pos, &h, &w8)
+        if k < 0:
+            _fail("a symbol in a symbol vector is not NUL-terminated before the end of the message", s.pos)
+        s.pos += k + 1
+        if s.intern:
+            o = symtab_find(&s.syms, p, k, h, w8)
+            if o != NULL:
+                Py_INCREF(<object>o)
+                slots[i] = o
+                continue
+            sym = symtab_add(&s.syms, p, k, h, w8)
+        else:
+            sym = _sym_new(p, k)
         Py_INCREF(sym)
-        Py_XDECREF(slots[i])
         slots[i] = <PyObject*>sym
     return arr
 
@@ -900,20 +934,28 @@ cdef object _decode_record(DState* s, Py_ssize_t start, int depth):
     cdef Py_ssize_t nk = _rd_count(s, QT_SYMBOL, False)
     cdef const unsigned char* kstart = s.buf + s.pos
     cdef list keys
-    cdef Py_ssize_t klen
+    cdef Py_ssize_t klen = 0
+    cdef bint fresh = False         # decoded here, not yet in the cross-message cache
     if (s.rec_key_list != NULL and PyList_GET_SIZE(<object>s.rec_key_list) == nk
             and s.end - s.pos >= s.rec_keys_len
             and memcmp(kstart, s.rec_keys, s.rec_keys_len) == 0):
         keys = <list>s.rec_key_list
         s.pos += s.rec_keys_len
     else:
-        keys = _decode_symbol_list(s, nk)
+        cached = _keycache_get(kstart, s.end - s.pos, nk, &klen)
+        if cached is not None:
+            keys = <list>cached
+            s.pos += klen
+        else:
+            keys = _decode_symbol_list(s, nk)
+            klen = (s.buf + s.pos) - kstart
+            fresh = True
         Py_XDECREF(s.rec_key_list)
         Py_INCREF(keys)
         s.rec_key_list = <PyObject*>keys
         s.rec_keys = kstart
-        s.rec_keys_len = (s.buf + s.pos) - kstart
-        s.rec_keys_unique = -1      # not known until the values go in
+        s.rec_keys_len = klen
+        s.rec_keys_unique = -1 if fresh else 1    # cached keys are distinct; others known once the values go in
     cdef Py_ssize_t values_at = s.pos
     cdef dict d
     cdef list values
@@ -940,6 +982,8 @@ cdef object _decode_record(DState* s, Py_ssize_t start, int depth):
                     return Dict(_object_array(keys), values)
             if s.rec_key_list == <PyObject*>keys:
                 s.rec_keys_unique = 1
+            if fresh:
+                _keycache_put(kstart, s.end - (kstart - s.buf), klen, nk, keys)
             s.last_code = QT_DICT
             return d
         s.pos = values_at   # not a plain list of as many values: the general path reports it

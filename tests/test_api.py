@@ -148,3 +148,41 @@ def test_message_objects_are_not_constructed_directly():
         qwire.Message()
     with pytest.raises(TypeError, match="made by qwire.dumps"):
         qwire.Message.__new__(qwire.Message)
+
+
+def test_loads_decoder_options_are_named_keywords():
+    # loads names Decoder's options (no **kwargs dict per call): they still reach the Decoder.
+    deep = qwire.dumps([[[[1]]]])
+    assert qwire.loads(deep, max_depth=8) == [[[[1]]]]
+    with pytest.raises(qwire.DecodeError):
+        qwire.loads(deep, max_depth=2)
+    with pytest.raises(ValueError):
+        qwire.loads(deep, max_depth=0)
+    assert qwire.loads(deep, max_depth=None, max_decompressed_size=None, max_message_size=None) == [[[[1]]]]
+    assert qwire.loads(deep, max_message_size=1 << 20) == [[[[1]]]]
+    with pytest.raises(TypeError):
+        qwire.loads(deep, no_such_option=1)
+
+
+def test_loads_of_a_message_views_it_read_only_and_keeps_it_alive():
+    # A one-block Message is decoded in place (no memoryview): its views have the Message as
+    # base, cannot be made writeable, and outlive the caller's reference to it.
+    import gc
+    import weakref
+
+    m = qwire.dumps({"a": np.arange(1000, dtype=np.int64), "k": "v"})
+    value = qwire.loads(m)
+    arr = value["a"]
+    assert not arr.flags.writeable
+    with pytest.raises(ValueError):
+        arr.flags.writeable = True
+    ref = weakref.ref(m) if hasattr(type(m), "__weakref__") else None
+    del m, value
+    gc.collect()
+    assert arr.tolist() == list(range(1000))
+    if ref is not None:
+        assert ref() is not None
+    # and a Message decodes exactly as its bytes do
+    for v in [{"x": 1, "y": [1.5, "s"]}, np.arange(5.0), "sym", b"chars", [None, True]]:
+        msg = qwire.dumps(v)
+        assert repr(qwire.loads(msg)) == repr(qwire.loads(bytes(msg)))

@@ -23,7 +23,9 @@ from qwire.errors import DecodeError, QError
 
 # Under a sanitizer runtime (tests/fuzz/README.md) C frames are several times larger.
 SANITIZED = "asan" in os.environ.get("LD_PRELOAD", "")
-CONFORMANCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "conformance", "qpython")
+CONFORMANCE = os.path.join(
+    os.environ.get("QWIRE_CONFORMANCE", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "conformance")),
+    "qpython")
 
 
 def decode_error(data, decoder=None, **kw):

@@ -158,14 +158,14 @@ def dumps(
     oob_threshold: int | None = None,
 ) -> Message: ...
 
-# loads(**options) forwards to Decoder: the keyword-only options below are those it accepts.
+# loads forwards its options to a Decoder (None: the Decoder's default).
 def loads(
     data: _BufferLike,
     *,
     buffers: Iterable[_BufferLike] | None = None,
     registry: Registry | None = None,
     strict_fields: bool = False,
-    max_depth: int = 256,
+    max_depth: int | None = None,
     max_decompressed_size: int | None = None,
     max_message_size: int | None = None,
 ) -> Any: ...
