@@ -149,7 +149,8 @@ cdef class Decoder:
     strict_fields: a registered dataclass or NamedTuple whose fields differ from the reader's is a
       DecodeError (by default missing fields take their defaults and unknown ones are ignored).
     `decode(data)`: from bytes, bytearray, memoryview, Message, mmap or any C-contiguous buffer.
-    Safe to share between threads: a decode call keeps all its state on the stack.
+    Safe to share between threads: a decode call keeps its state on the stack; the one thing
+    shared, the bounded cache of record dict keys (symtab.pxi), is read and updated under the GIL.
     """
 
     cdef readonly int max_depth

@@ -62,7 +62,9 @@ cdef extern from *:
             if (z) {
                 /* the lowest flagged byte is the first NUL (flags above it may be false) */
                 Py_ssize_t n = __builtin_ctzll(z) >> 3;
-                w = n ? w & (~0ULL >> (64 - 8 * n)) : 0;
+                /* keep the bytes before the NUL: the bits below the flag (the NUL's own low
+                   bits are zero anyway) */
+                w &= (z & (0 - z)) - 1;
                 *w8 = w;
                 *h = qw_sym_mix(w, n);
                 return n;
