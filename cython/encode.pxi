@@ -272,7 +272,7 @@ cdef class Encoder:
         w.buf[1] = <char>msg_type
         w.buf[2] = 0                     # not compressed
         w.buf[3] = <char>(total >> 32)   # bits 32..39 of the length (capability 6)
-        cdef uint32_t low = <uint32_t>(total & 0xFFFFFFFF)
+        cdef uint32_t low = <uint32_t>total   # bits 0..31 (a C cast: "total & 0xFFFFFFFF" went through Python ints)
         memcpy(w.buf + 4, &low, 4)
         return 0
 

@@ -2,7 +2,8 @@
 # written without copying, references to the caller's buffers (scatter-gather segments).
 
 
-cdef object _MESSAGE_TOKEN = object()
+cdef str _NOT_CONSTRUCTED = ("Message objects are made by qwire.dumps / Encoder.encode (or unpickled), "
+                             "not constructed directly")
 
 
 cdef class Message:
@@ -22,17 +23,22 @@ cdef class Message:
     cdef object _joined        # cached contiguous bytes of a multi-segment message
     cdef Py_ssize_t _exports
 
-    def __cinit__(self, _token=None):
-        # Only the encoder makes Messages (_message_take): an empty one would have no header.
-        if _token is not _MESSAGE_TOKEN:
-            raise TypeError("Message objects are made by qwire.dumps / Encoder.encode (or unpickled), "
-                            "not constructed directly")
+    def __cinit__(self):
         self._buf = NULL
         self._len = 0
         self._total = 0
         self._layout = None
         self._joined = None
         self._exports = 0
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError(_NOT_CONSTRUCTED)
+
+    cdef int _check(self) except -1:
+        # Message.__new__(Message) skips __init__: such a Message has no bytes at all.
+        if self._buf == NULL:
+            raise TypeError(_NOT_CONSTRUCTED)
+        return 0
 
     def __dealloc__(self):
         if self._buf != NULL:
@@ -49,13 +55,16 @@ cdef class Message:
     @property
     def msg_type(self):
         """0 async, 1 sync, 2 response (header byte 1)."""
+        self._check()
         return <unsigned char>self._buf[1]
 
     @property
     def compressed(self):
+        self._check()
         return self._buf[2] != 0
 
     cdef const char* _contiguous(self) except NULL:
+        self._check()
         if self._layout is None:
             return self._buf
         if self._joined is None:
@@ -109,6 +118,7 @@ cdef class Message:
         self._exports -= 1
 
     def __bytes__(self):
+        self._check()
         if self._layout is None:
             return PyBytes_FromStringAndSize(self._buf, self._total)
         if self._joined is not None:
@@ -122,6 +132,7 @@ cdef class Message:
     def segments(self):
         """The message as a list of read-only memoryviews, in order, without copying: the parts
         qwire wrote and the caller's array buffers it references."""
+        self._check()
         own = memoryview(_OwnBytes.wrap(self))
         if self._layout is None:
             return [own]
@@ -174,7 +185,7 @@ cdef class _OwnBytes:
 
 cdef Message _message_take(char* buf, Py_ssize_t length, Py_ssize_t total, list layout):
     """Wrap an encoder buffer (ownership moves to the Message)."""
-    cdef Message m = Message.__new__(Message, _MESSAGE_TOKEN)
+    cdef Message m = Message.__new__(Message)
     m._buf = buf
     m._len = length
     m._total = total

@@ -146,8 +146,13 @@ def test_message_objects_are_not_constructed_directly():
     # an empty Message would have no header: its properties used to read through a NULL buffer
     with pytest.raises(TypeError, match="made by qwire.dumps"):
         qwire.Message()
-    with pytest.raises(TypeError, match="made by qwire.dumps"):
-        qwire.Message.__new__(qwire.Message)
+    empty = qwire.Message.__new__(qwire.Message)      # skips __init__: every use is refused
+    for use in (lambda: empty.msg_type, lambda: empty.compressed, lambda: bytes(empty), lambda: memoryview(empty),
+                lambda: empty.segments(), lambda: repr(empty), lambda: empty.copy()):
+        with pytest.raises(TypeError, match="made by qwire.dumps"):
+            use()
+    with pytest.raises(qwire.DecodeError):
+        qwire.loads(empty)
 
 
 def test_loads_decoder_options_are_named_keywords():
