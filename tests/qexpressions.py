@@ -13,6 +13,7 @@ real q), written down by hand from docs/TYPES.md.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import pathlib
 import struct
 import uuid
@@ -35,7 +36,9 @@ from qwire.values import (
     Vector,
 )
 
-CONFORMANCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "conformance" / "qpython"
+# QWIRE_CONFORMANCE (as in test_cli.py) for checkouts that are not beside shared/, e.g. worktrees
+CONFORMANCE = pathlib.Path(os.environ.get("QWIRE_CONFORMANCE",
+                                          pathlib.Path(__file__).resolve().parents[2] / "shared" / "conformance")) / "qpython"
 EXPRESSIONS_FILE = CONFORMANCE / "QExpressions3.out"
 
 NaT = "NaT"
