@@ -132,3 +132,23 @@ def test_compression_is_transparent():
     assert np.array_equal(qwire.loads(m), til)
     assert not qwire.dumps(til[:10], compress="auto").compressed  # under kdb+'s 2009-byte threshold
     assert not qwire.dumps(np.random.default_rng(0).random(1000), compress=True).compressed  # incompressible
+
+
+def test_decoded_function_values_are_shared_immutable_values():
+    """Primitives and derived functions of one decode to one instance per code (issue 6: memory per
+    input byte), which is only sound because they are immutable and equal by value."""
+    from qwire.values import BinaryPrimitive, Derived, Dict, Iterator, Projection, UnaryPrimitive
+    plus_over = qwire.dumps([Derived("/", BinaryPrimitive(1))] * 2)
+    a, b = qwire.loads(plus_over)
+    assert a is b and a == Derived("/", BinaryPrimitive(1)) and a.func is qwire.loads(plus_over)[0].func
+    prims = qwire.loads(qwire.dumps([UnaryPrimitive(15), BinaryPrimitive(1), Iterator(2), UnaryPrimitive(15)]))
+    assert prims == [UnaryPrimitive(15), BinaryPrimitive(1), Iterator(2), UnaryPrimitive(15)]
+    assert prims[0] is prims[3] and hash(prims[0]) == hash(UnaryPrimitive(15))
+    for p in prims + [a]:
+        with pytest.raises(AttributeError):
+            p.code = 3
+    proj = qwire.loads(qwire.dumps(Projection(BinaryPrimitive(1), qwire.ELIDED, 2)))
+    assert proj == Projection(BinaryPrimitive(1), qwire.ELIDED, 2) and proj.items[1] is qwire.ELIDED
+    # Dicts are built in the core without Dict.__init__: the same value and normalised fields
+    d = qwire.loads(qwire.dumps(Dict(np.array([1, 2], dtype=np.int32), [3, 4], sorted=True)))
+    assert type(d) is Dict and d.sorted is True and d == Dict(np.array([1, 2], dtype=np.int32), [3, 4], sorted=True)
