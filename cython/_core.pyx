@@ -9,6 +9,7 @@ The module is one compiled unit; this file is its table of contents:
   symtab.pxi     per-call symbol intern table used by the decoder
   stream.pxi     receive buffers (aligned, growing), the stream state behind Decoder.feed
   decode.pxi     Decoder: q bytes -> Python values
+  prescan.pxi    refusing nesting past max_depth without unwinding max_depth levels
   refs.pxi       extension records: registered objects, references, the Python handler
   api.pxi        dumps and loads
 """
@@ -135,5 +136,6 @@ include "encode.pxi"
 include "symtab.pxi"
 include "stream.pxi"
 include "decode.pxi"
+include "prescan.pxi"
 include "refs.pxi"
 include "api.pxi"

@@ -17,6 +17,7 @@ cdef struct DState:
     bint swap                    # big-endian message
     int max_depth
     const char* stack_floor          # nesting that reaches this address is refused
+    const char* stack_top            # the stack at depth 0 (prescan.pxi measures use per level)
     PyObject* base               # what decoded views keep alive
     int last_code                # q type of the item decoded last (for dict/table shape checks)
     int last_attr
@@ -317,6 +318,7 @@ cdef class Decoder:
         s.swap = p[0] == 0
         s.max_depth = self.max_depth
         s.stack_floor = qw_stack_floor()
+        s.stack_top = <const char*>&s
         s.base = <PyObject*>base
         s.syms.entries = NULL
         s.syms.cap = 0
@@ -396,11 +398,15 @@ cdef object _decode_item(DState* s, int depth):
             _fail(f"nesting deeper than max_depth={s.max_depth}", start, t)
         if depth > 16 and <const char*>&start < s.stack_floor:
             _fail(f"nesting too deep for this thread's stack ({depth} levels)", start, t)
+        if depth == PRESCAN_DEPTH and t == QT_LIST:
+            _prescan(s, start, depth)      # prescan.pxi: refuses too-deep nesting from here
         return _decode_vector(s, t, start, depth)
     if depth >= s.max_depth:
         _fail(f"nesting deeper than max_depth={s.max_depth}", start, t)
     if depth > 16 and <const char*>&start < s.stack_floor:
         _fail(f"nesting too deep for this thread's stack ({depth} levels)", start, t)
+    if depth == PRESCAN_DEPTH:
+        _prescan(s, start, depth)
     if t == QT_DICT or t == QT_SORTED_DICT:
         return _decode_dict(s, t, start, depth)
     if t == QT_TABLE:

@@ -236,6 +236,70 @@ def test_depth_limit_is_exact():
         assert e.offset == 8 + 6 * md
 
 
+def _levels(n, order="<"):
+    """n (prefix, suffix) levels of containers the decoder's early depth check walks (prescan.pxi),
+    and a dict level the walk does not vouch for: general lists with a sibling before or after
+    the nested item, projections, derived functions."""
+    c = lambda k: struct.pack(order + "I", k)  # noqa: E731
+    atom = b"\xf9" + b"\x00" * 8
+    shapes = [(b"\x00\x00" + c(1), b""),
+              (b"\x00\x00" + c(2) + atom, b""),
+              (b"\x00\x00" + c(3), b"\x0b\x00" + c(2) + b"ab\x00\x00" + b"\x01\x00" + c(1) + b"\x01"),
+              (b"\x68" + c(2) + b"\x66\x01", b""),
+              (b"\x6b", b""),
+              (b"\x00\x00" + c(2) + b"\x0a\x00" + c(3) + b"abc", b"")]
+    return [shapes[i % len(shapes)] for i in range(n)]
+
+
+def _first_too_deep(levels, md):
+    """Offset of the first item the decoder refuses at depth md: the level-md container, unless the
+    level above has an item checked before it (a projection's primitive, a char vector sibling)."""
+    at = 8 + sum(len(pre) for pre, _ in levels[: md - 1])
+    pre = levels[md - 1][0]
+    if pre[0] == 0x68:
+        return at + 5
+    if pre[0] == 0 and pre[6:7] == b"\x0a":
+        return at + 6
+    return at + len(pre)
+
+
+def _wrap(levels, inner, order="<"):
+    body = inner
+    for pre, suf in reversed(levels):
+        body = pre + body + suf
+    return hostile.message(body, order=order)
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("fault", [None, "before", "after", "dict-on-the-path", "deep-dict-first"])
+def test_early_depth_refusal_is_the_error_the_decoder_finds_first(fault, order):
+    """Past max_depth, the decoder walks ahead from depth 16 and refuses at once (prescan.pxi): the
+    error must be exactly the one decoding item by item finds first, other faults included."""
+    md = 64
+    levels = _levels(100, order)
+    expected = (f"nesting deeper than max_depth={md}", _first_too_deep(levels, md))
+    if fault == "before":     # a boolean atom 2 as a sibling before the nested item, at depth 40
+        pre, suf = levels[40]
+        levels[40] = (b"\x00\x00" + struct.pack(order + "I", 2) + b"\xff\x02", suf)
+        at = 8 + sum(len(p) for p, _ in levels[:40]) + 6 + 1
+        expected = ("boolean byte must be 0 or 1, not 2", at)
+    elif fault == "after":    # the same fault after the nested item: never reached
+        levels[40] = (b"\x00\x00" + struct.pack(order + "I", 2), b"\xff\x02")
+        expected = (f"nesting deeper than max_depth={md}", _first_too_deep(levels, md))
+    elif fault == "dict-on-the-path":   # the walk gives no verdict past a dict: same error anyway
+        levels[30] = (b"\x63", b"\x00\x00" + struct.pack(order + "I", 0))
+        expected = (f"nesting deeper than max_depth={md}", _first_too_deep(levels, md))
+    elif fault == "deep-dict-first":    # a too-deep dict is refused by the depth check, walked or not
+        levels[md - 1] = (b"\x00\x00" + struct.pack(order + "I", 1), b"")
+        levels[md] = (b"\x63", b"")
+        expected = (f"nesting deeper than max_depth={md}", _first_too_deep(levels, md))
+    data = _wrap(levels, b"\xff\x01", order)
+    e = decode_error(data, max_depth=md)
+    assert (e.reason, e.offset) == expected
+    if fault == "deep-dict-first":
+        assert e.type_code == 99
+
+
 def _nest_value(depth):
     v = 0
     for _ in range(depth):

@@ -279,9 +279,6 @@ def test_worst_case_time_is_linear(shape):
     assert r_big <= 3 * r_small, f"{shape}: {r_big * 1e9:.2f} ns/byte at 10^6 vs {r_small * 1e9:.2f} at 10^5"
 
 
-@pytest.mark.xfail(strict=True, reason="core: an error raised 256 levels down adds a Cython traceback "
-                   "entry per level (~1.5 us each): ~0.4 ms to reject 1.5 KB, 15-50x benign per byte "
-                   "(reported to the lead)")
 def test_rejecting_deep_nesting_is_within_5x_of_benign(benign):
     def reject(data):
         try:
