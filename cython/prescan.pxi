@@ -8,10 +8,12 @@
 # offset and type) is raised at once, PRESCAN_DEPTH levels down instead of max_depth.
 #
 # The walk only vouches for what it mirrors exactly: atoms, vectors, general lists, primitives,
-# projections and compositions, derived functions, none of which the decoder checks after its
-# items. Anything else (dicts, tables, lambdas, extension records, a message in segments) or
-# anything the decoder would refuse for another reason ends the walk with no verdict, and the
-# decoder proceeds as before and reports what it finds. Each byte below PRESCAN_DEPTH is walked at
+# projections and compositions, derived functions (none of which the decoder checks after its
+# items), and dicts (not the symbol-keyed record path) and tables on the way to the too-deep item
+# (their checks after their items never run when an item inside fails; one that completes before
+# it ends the walk). Anything else (lambdas, extension records, a message in segments) or anything
+# the decoder would refuse for another reason ends the walk with no verdict, and the decoder
+# proceeds as before and reports what it finds. Each byte below PRESCAN_DEPTH is walked at
 # most once (the decoder enters PRESCAN_DEPTH once per subtree), so benign data that deep pays a
 # scan without allocations on top of its decoding.
 
@@ -41,10 +43,13 @@ cdef Py_ssize_t _too_deep_at(DState* s, Py_ssize_t pos, int depth) noexcept:
     """The offset of the item where the decoder, starting at `pos` at `depth`, would refuse nesting
     past max_depth, or -1: no such item, or one of the shapes this walk does not vouch for first."""
     cdef Py_ssize_t cap = s.max_depth - depth + 2
-    # items left to walk in each open container; the item at pos is the one item of level 0
-    cdef Py_ssize_t* left = <Py_ssize_t*>PyMem_Malloc(cap * sizeof(Py_ssize_t))
+    # items left to walk in each open container (the item at pos is the one item of level 0), and
+    # whether the container checks its items once they are all decoded (then its completion ends
+    # the walk: this walk does not repeat those checks)
+    cdef Py_ssize_t* left = <Py_ssize_t*>PyMem_Malloc(2 * cap * sizeof(Py_ssize_t))
     if left == NULL:
         return -1
+    cdef Py_ssize_t* checks_after = left + cap
     cdef const unsigned char* b = s.buf
     cdef Py_ssize_t end = s.end
     cdef Py_ssize_t level = 0
@@ -55,6 +60,7 @@ cdef Py_ssize_t _too_deep_at(DState* s, Py_ssize_t pos, int depth) noexcept:
     cdef int t, attr_byte
     cdef const void* z
     left[0] = 1
+    checks_after[0] = 0
     while True:
         # one item at pos, at depth + level
         if pos >= end:
@@ -108,6 +114,7 @@ cdef Py_ssize_t _too_deep_at(DState* s, Py_ssize_t pos, int depth) noexcept:
                 if n > 0:
                     level += 1
                     left[level] = n
+                    checks_after[level] = 0
                     continue        # the list's first item, one level down
             elif t == QT_SYMBOL:
                 i = 0
@@ -144,20 +151,46 @@ cdef Py_ssize_t _too_deep_at(DState* s, Py_ssize_t pos, int depth) noexcept:
                 break
             level += 1
             left[level] = n
+            checks_after[level] = 0
             continue
         elif QT_EACH <= t <= QT_EACH_LEFT:
             pos += 1
             level += 1
             left[level] = 1
+            checks_after[level] = 0
+            continue
+        elif t == QT_DICT or t == QT_SORTED_DICT:
+            # keys then values, one level down; a dict with plain symbol keys takes the decoder's
+            # record path instead (keys and values list read without their own depth checks)
+            if t == QT_DICT and end - pos >= 7 and b[pos + 1] == QT_SYMBOL and b[pos + 2] == 0:
+                break
+            pos += 1
+            level += 1
+            left[level] = 2
+            checks_after[level] = 1
+            continue
+        elif t == QT_TABLE:
+            # 98, attribute, 99, then column names, checked as soon as they are decoded (a symbol
+            # vector without attribute passes), and columns. Other names are walked (the too-deep
+            # item may be inside them) but end the walk once complete, their check failing first.
+            if end - pos < 5 or b[pos + 1] > MAX_ATTRIBUTE or b[pos + 2] != QT_DICT:
+                break
+            level += 1
+            left[level] = 2 if b[pos + 3] == QT_SYMBOL and b[pos + 4] == 0 else 1
+            checks_after[level] = 1
+            pos += 3
             continue
         else:
             break
         # the item is complete: close every container it completes
         left[level] -= 1
         while level > 0 and left[level] == 0:
+            if checks_after[level]:
+                level = -1          # a dict or table completes: its checks are the decoder's
+                break
             level -= 1
             left[level] -= 1
-        if level == 0:
-            break                   # the walked item is complete: nothing too deep in it
+        if level <= 0:
+            break                   # the walked item is complete (nothing too deep), or no verdict
     PyMem_Free(left)
     return result

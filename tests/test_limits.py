@@ -271,7 +271,9 @@ def _wrap(levels, inner, order="<"):
 
 
 @pytest.mark.parametrize("order", ["<", ">"])
-@pytest.mark.parametrize("fault", [None, "before", "after", "dict-on-the-path", "deep-dict-first"])
+@pytest.mark.parametrize("fault", [None, "before", "after", "dict-on-the-path", "deep-dict-first", "bad-dict-before",
+                                   "good-dict-before", "table-on-the-path", "table-names-on-the-path",
+                                   "bad-table-before", "record-on-the-path"])
 def test_early_depth_refusal_is_the_error_the_decoder_finds_first(fault, order):
     """Past max_depth, the decoder walks ahead from depth 16 and refuses at once (prescan.pxi): the
     error must be exactly the one decoding item by item finds first, other faults included."""
@@ -288,6 +290,32 @@ def test_early_depth_refusal_is_the_error_the_decoder_finds_first(fault, order):
         expected = (f"nesting deeper than max_depth={md}", _first_too_deep(levels, md))
     elif fault == "dict-on-the-path":   # the walk gives no verdict past a dict: same error anyway
         levels[30] = (b"\x63", b"\x00\x00" + struct.pack(order + "I", 0))
+        expected = (f"nesting deeper than max_depth={md}", _first_too_deep(levels, md))
+    elif fault in ("bad-dict-before", "good-dict-before"):   # a dict completed before the nested item
+        c = lambda k: struct.pack(order + "I", k)  # noqa: E731
+        bad = fault == "bad-dict-before"
+        d = b"\x63" + b"\x06\x00" + c(1) + c(7) + b"\x00\x00" + c(0 if bad else 1) + (b"" if bad else b"\xff\x01")
+        levels[40] = (b"\x00\x00" + c(2) + d, b"")
+        if bad:
+            expected = ("dictionary has 1 keys but 0 values", 8 + sum(len(p) for p, _ in levels[:40]) + 6)
+        else:
+            expected = (f"nesting deeper than max_depth={md}", _first_too_deep(levels, md))
+    elif fault in ("table-on-the-path", "table-names-on-the-path", "bad-table-before"):
+        c = lambda k: struct.pack(order + "I", k)  # noqa: E731
+        names = b"\x0b\x00" + c(1) + b"a\x00"
+        if fault == "table-on-the-path":      # the nested item is the table's one column (the
+            levels[30:31] = [(b"\x62\x00\x63" + names, b""), (b"\x00\x00" + c(1), b"")]   # columns: a level)
+        elif fault == "table-names-on-the-path":   # ... or in place of its names
+            levels[30] = (b"\x62\x00\x63", b"\x00\x00" + c(0))
+        else:                                 # a table with an atom for names, before it
+            levels[30] = (b"\x00\x00" + c(2) + b"\x62\x00\x63\xff\x01\x00\x00" + c(0), b"")
+        expected = (f"nesting deeper than max_depth={md}", _first_too_deep(levels, md))
+        if fault == "bad-table-before":
+            expected = ("a table's column names must be a symbol vector without attribute",
+                        8 + sum(len(p) for p, _ in levels[:30]) + 6)
+    elif fault == "record-on-the-path":   # symbol keys: the decoder's record path, not walked
+        c = lambda k: struct.pack(order + "I", k)  # noqa: E731
+        levels[30] = (b"\x63\x0b\x00" + c(1) + b"a\x00\x00\x00" + c(1), b"")
         expected = (f"nesting deeper than max_depth={md}", _first_too_deep(levels, md))
     elif fault == "deep-dict-first":    # a too-deep dict is refused by the depth check, walked or not
         levels[md - 1] = (b"\x00\x00" + struct.pack(order + "I", 1), b"")
