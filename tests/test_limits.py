@@ -685,3 +685,35 @@ def test_generated_values_nested_to_the_limit(tree, depth):
         v = v[0]
     e = decode_error(hostile.message(wrap * 257 + inner))
     assert e.offset == 8 + 6 * 256 and "max_depth" in e.reason
+
+
+def _outcome(decoder, data):
+    try:
+        decoder.decode(data)
+    except DecodeError as e:
+        return e
+    except QError:
+        return "q error"
+    return None
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(strategies.q_messages(max_leaves=16), st.integers(1, 6), st.data())
+def test_early_depth_refusal_agrees_with_decoding_item_by_item(msg, max_depth, data):
+    """A generated message, maybe with one body byte changed, under max_depth <= 6 (the walk of
+    prescan.pxi never starts: depth 16 is out of reach) and the same body 16 single-item lists deep
+    under max_depth + 16 (the walk starts at its root): the same outcome, 96 bytes further on."""
+    body = msg[8:]
+    if data.draw(st.booleans()):
+        i = data.draw(st.integers(0, len(body) - 1))
+        body = body[:i] + bytes([data.draw(st.integers(0, 255))]) + body[i + 1:]
+    plain = _outcome(qwire.Decoder(max_depth=max_depth), hostile.message(body))
+    wrapped = _outcome(qwire.Decoder(max_depth=max_depth + 16), hostile.message(b"\x00\x00\x01\x00\x00\x00" * 16 + body))
+    if plain == "q error":
+        return                  # a whole-message q error (type -128 first): inside a list it is not one
+    if plain is None:
+        assert wrapped is None
+        return
+    assert isinstance(wrapped, DecodeError), (plain, wrapped)
+    same_reason = plain.reason.replace(f"max_depth={max_depth}", f"max_depth={max_depth + 16}")
+    assert (wrapped.reason, wrapped.offset, wrapped.type_code) == (same_reason, plain.offset + 96, plain.type_code)
