@@ -19,6 +19,7 @@
 
 cdef enum:
     PRESCAN_DEPTH = 16
+    LOCAL_LEVELS = 64
     STACK_MARGIN = 4       # the walk's verdict is used only with 4x the stack the rest would take
 
 
@@ -46,10 +47,13 @@ cdef Py_ssize_t _too_deep_at(DState* s, Py_ssize_t pos, int depth) noexcept:
     # items left to walk in each open container (the item at pos is the one item of level 0), and
     # whether the container checks its items once they are all decoded (then its completion ends
     # the walk: this walk does not repeat those checks)
-    cdef Py_ssize_t* left = <Py_ssize_t*>PyMem_Malloc(2 * cap * sizeof(Py_ssize_t))
-    if left == NULL:
-        return -1
-    cdef Py_ssize_t* checks_after = left + cap
+    # the entries of the first LOCAL_LEVELS levels, on the C stack: most walks end above them and
+    # a heap block per walk (dozens per message at this depth) cost more than the walk itself
+    cdef Py_ssize_t local_left[LOCAL_LEVELS]
+    cdef Py_ssize_t local_checks[LOCAL_LEVELS]
+    cdef Py_ssize_t* left = local_left
+    cdef Py_ssize_t* checks_after = local_checks
+    cdef Py_ssize_t* heap = NULL
     cdef const unsigned char* b = s.buf
     cdef Py_ssize_t end = s.end
     cdef Py_ssize_t level = 0
@@ -62,6 +66,15 @@ cdef Py_ssize_t _too_deep_at(DState* s, Py_ssize_t pos, int depth) noexcept:
     left[0] = 1
     checks_after[0] = 0
     while True:
+        if level >= LOCAL_LEVELS - 1 and heap == NULL:
+            # the next container would not fit: all levels on the heap from here
+            heap = <Py_ssize_t*>PyMem_Malloc(2 * cap * sizeof(Py_ssize_t))
+            if heap == NULL:
+                break
+            memcpy(heap, local_left, LOCAL_LEVELS * sizeof(Py_ssize_t))
+            memcpy(heap + cap, local_checks, LOCAL_LEVELS * sizeof(Py_ssize_t))
+            left = heap
+            checks_after = heap + cap
         # one item at pos, at depth + level
         if pos >= end:
             break
@@ -192,5 +205,5 @@ cdef Py_ssize_t _too_deep_at(DState* s, Py_ssize_t pos, int depth) noexcept:
             left[level] -= 1
         if level <= 0:
             break                   # the walked item is complete (nothing too deep), or no verdict
-    PyMem_Free(left)
+    PyMem_Free(heap)
     return result
