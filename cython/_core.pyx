@@ -9,6 +9,7 @@ The module is one compiled unit; this file is its table of contents:
   symtab.pxi     per-call symbol intern table used by the decoder
   stream.pxi     receive buffers (aligned, growing), the stream state behind Decoder.feed
   decode.pxi     Decoder: q bytes -> Python values
+  prescan.pxi    refusing nesting past max_depth without unwinding max_depth levels
   refs.pxi       extension records: registered objects, references, the Python handler
   api.pxi        dumps and loads
 """
@@ -35,6 +36,7 @@ from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.memoryview cimport PyMemoryView_FromObject, PyMemoryView_GET_BUFFER
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
@@ -43,7 +45,7 @@ from libc.string cimport memchr, memcmp, memcpy, memmove
 from qwire.errors import DecodeError, EncodeError, QError
 from qwire.qtypes import ATTRIBUTE_CODES, ATTRIBUTES
 from qwire.values import (
-    BinaryPrimitive, Composition, DateTime, Derived, Dict, Function, Iterator, KeyedTable, Lambda,
+    ELIDED, BinaryPrimitive, Composition, DateTime, Derived, Dict, Function, Iterator, KeyedTable, Lambda,
     Projection, Table, Timestamp, UnaryPrimitive, Vector, _SymbolSource,
 )
 
@@ -83,6 +85,44 @@ cdef object _new_table(dict columns, object attr):
     return t
 
 
+# Decoded containers of qwire's classes are made in the core: a bare instance from the type's
+# allocator, its __slots__ filled through their member offsets. Dict.__init__ is Python code and
+# attribute assignment a type lookup per slot, which made messages of many small q dicts decode
+# several times slower per byte than benign data.
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+    object PyType_GenericAlloc(PyTypeObject* cls, Py_ssize_t nitems)
+
+
+cdef Py_ssize_t _slot_offset(type cls, str name) except -1:
+    d = cls.__dict__[name]
+    if type(d).__name__ != "member_descriptor" or (<PyMemberDescrObject*>d).d_member.offset <= 0:
+        raise TypeError(f"{cls.__name__}.{name} is not a __slots__ member")
+    return (<PyMemberDescrObject*>d).d_member.offset
+
+
+cdef inline void _fill_slot(object obj, Py_ssize_t offset, object value) noexcept:
+    """Set a slot of an instance fresh from PyType_GenericAlloc (so empty: nothing to release)."""
+    Py_INCREF(value)
+    (<PyObject**>((<char*><PyObject*>obj) + offset))[0] = <PyObject*>value
+
+
+cdef Py_ssize_t _DICT_KEYS = _slot_offset(Dict, "keys")
+cdef Py_ssize_t _DICT_VALUES = _slot_offset(Dict, "values")
+cdef Py_ssize_t _DICT_SORTED = _slot_offset(Dict, "sorted")
+
+
+cdef object _new_dict(object keys, object values, bint sorted_):
+    d = PyType_GenericAlloc(<PyTypeObject*>Dict, 0)
+    _fill_slot(d, _DICT_KEYS, keys)
+    _fill_slot(d, _DICT_VALUES, values)
+    _fill_slot(d, _DICT_SORTED, True if sorted_ else False)
+    return d
+
+
 cdef object _new_keyed_table(object keys, object values, bint sorted_):
     if len(keys) != len(values):
         raise DecodeError(f"keyed table has {len(keys)} key rows but {len(values)} value rows")
@@ -96,5 +136,6 @@ include "encode.pxi"
 include "symtab.pxi"
 include "stream.pxi"
 include "decode.pxi"
+include "prescan.pxi"
 include "refs.pxi"
 include "api.pxi"

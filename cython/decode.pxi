@@ -17,6 +17,7 @@ cdef struct DState:
     bint swap                    # big-endian message
     int max_depth
     const char* stack_floor          # nesting that reaches this address is refused
+    const char* stack_top            # the stack at depth 0 (prescan.pxi measures use per level)
     PyObject* base               # what decoded views keep alive
     int last_code                # q type of the item decoded last (for dict/table shape checks)
     int last_attr
@@ -129,7 +130,7 @@ cdef object _new_array(cnp.dtype descr, Py_ssize_t n, void* data, object base):
     cdef cnp.npy_intp dims[1]
     dims[0] = n
     Py_INCREF(descr)
-    arr = PyArray_NewFromDescr(<PyTypeObject*>np.ndarray, <PyObject*>descr, 1, dims, NULL, data, 0, NULL)
+    arr = PyArray_NewFromDescr(<PyTypeObject*>cnp.ndarray, <PyObject*>descr, 1, dims, NULL, data, 0, NULL)
     if data != NULL:
         Py_INCREF(base)
         cnp.PyArray_SetBaseObject(<cnp.ndarray>arr, base)
@@ -327,6 +328,7 @@ cdef class Decoder:
         s.swap = p[0] == 0
         s.max_depth = self.max_depth
         s.stack_floor = qw_stack_floor()
+        s.stack_top = <const char*>&s
         s.base = <PyObject*>base
         s.syms.entries = NULL
         s.syms.cap = 0
@@ -406,11 +408,15 @@ cdef object _decode_item(DState* s, int depth):
             _fail(f"nesting deeper than max_depth={s.max_depth}", start, t)
         if depth > 16 and <const char*>&start < s.stack_floor:
             _fail(f"nesting too deep for this thread's stack ({depth} levels)", start, t)
+        if depth == PRESCAN_DEPTH and t == QT_LIST:
+            _prescan(s, start, depth)      # prescan.pxi: refuses too-deep nesting from here
         return _decode_vector(s, t, start, depth)
     if depth >= s.max_depth:
         _fail(f"nesting deeper than max_depth={s.max_depth}", start, t)
     if depth > 16 and <const char*>&start < s.stack_floor:
         _fail(f"nesting too deep for this thread's stack ({depth} levels)", start, t)
+    if depth == PRESCAN_DEPTH:
+        _prescan(s, start, depth)
     if t == QT_DICT or t == QT_SORTED_DICT:
         return _decode_dict(s, t, start, depth)
     if t == QT_TABLE:
@@ -892,7 +898,7 @@ cdef object _decode_int32_temporals(DState* s, int code, const unsigned char* p,
 cdef Py_ssize_t _length(object v):
     """Item count of a decoded list-like value, -1 for atoms."""
     t = type(v)
-    if t is np.ndarray or t is list or t is bytes or t is Vector or t is Table or t is Dict or t is KeyedTable or t is dict:
+    if t is cnp.ndarray or t is list or t is bytes or t is Vector or t is Table or t is Dict or t is KeyedTable or t is dict:
         return len(v)
     return -1
 
@@ -919,12 +925,12 @@ cdef object _finish_dict(DState* s, int t, Py_ssize_t start, int depth, object k
     if type(keys) is Table:
         if type(values) is Table:
             return _new_keyed_table(keys, values, sorted_)
-        return Dict(keys, values, sorted_)
+        return _new_dict(keys, values, sorted_)
     if not sorted_ and value_code == QT_LIST and value_attr == 0 and key_attr == 0 and type(values) is list:
         d = _as_python_dict(keys, key_code, values, nk)
         if d is not None:
             return d
-    return Dict(keys, values, sorted_)
+    return _new_dict(keys, values, sorted_)
 
 
 cdef object _decode_record(DState* s, Py_ssize_t start, int depth):
@@ -980,7 +986,7 @@ cdef object _decode_record(DState* s, Py_ssize_t start, int depth):
                     for j in range(i + 1, nk):
                         values.append(_decode_item(s, depth + 1))
                     s.last_code = QT_DICT
-                    return Dict(_object_array(keys), values)
+                    return _new_dict(_object_array(keys), values, False)
             if s.rec_key_list == <PyObject*>keys:
                 s.rec_keys_unique = 1
             if fresh:
@@ -1008,7 +1014,7 @@ cdef object _object_array(list items):
 cdef object _as_python_dict(object keys, int key_code, list values, Py_ssize_t n):
     """A Python dict when it re-encodes to the same bytes (docs/TYPES.md), else None."""
     cdef dict d
-    if key_code == QT_SYMBOL and type(keys) is np.ndarray:
+    if key_code == QT_SYMBOL and type(keys) is cnp.ndarray:
         d = dict(zip((<cnp.ndarray>keys).tolist(), values))
     elif key_code == QT_LIST and type(keys) is list and n > 0:
         if all(type(k) is str and "\0" not in k for k in <list>keys):
@@ -1032,7 +1038,7 @@ cdef object _decode_table(DState* s, Py_ssize_t start, int depth):
         _fail(f"a table's body must be a dictionary (type 99), not type {<int8_t>s.buf[s.pos]}", s.pos, QT_TABLE)
     s.pos += 1
     names = _decode_item(s, depth + 1)
-    if s.last_code != QT_SYMBOL or type(names) is not np.ndarray:
+    if s.last_code != QT_SYMBOL or type(names) is not cnp.ndarray:
         _fail("a table's column names must be a symbol vector without attribute", start, QT_TABLE)
     columns = _decode_item(s, depth + 1)
     if s.last_code != QT_LIST or type(columns) is not list:
@@ -1046,7 +1052,7 @@ cdef object _decode_table(DState* s, Py_ssize_t start, int depth):
     cdef Py_ssize_t n
     for name, col in zip(name_list, cols):
         ct = type(col)
-        if not (ct is np.ndarray or ct is list or ct is bytes or ct is Vector):
+        if not (ct is cnp.ndarray or ct is list or ct is bytes or ct is Vector):
             _fail(f"table column {name!r} is not a vector", start, QT_TABLE)
         n = len(col)
         if rows >= 0 and n != rows:
@@ -1077,21 +1083,58 @@ cdef object _decode_function(DState* s, int t, Py_ssize_t start, int depth):
         _need(s, 1, "a primitive's code")
         code = s.buf[s.pos]
         s.pos += 1
-        if t == QT_UNARY_PRIMITIVE:
-            return None if code == 0 else UnaryPrimitive(code)
-        return BinaryPrimitive(code) if t == QT_BINARY_PRIMITIVE else Iterator(code)
+        if t == QT_UNARY_PRIMITIVE and code == 0:
+            return None
+        return _primitive(t, code)
+    cdef Py_ssize_t i
     if t == QT_PROJECTION or t == QT_COMPOSITION:
         _need(s, 4, "a projection's count")
         n = _rd_u32(s)
         if n == 0 or n > <uint64_t>((s.end - s.pos) // 2):
             _fail(f"{'projection' if t == QT_PROJECTION else 'composition'} of {n} items does not fit the {s.end - s.pos} bytes left", s.pos - 4, t)
-        items = [_decode_item(s, depth + 1) for _ in range(n)]
-        return Projection(*items) if t == QT_PROJECTION else Composition(*items)
+        # The items tuple is built directly and set on a bare instance (the decoder has checked
+        # what __init__ would): no argument tuple or list beside it.
+        items = PyTuple_New(n)
+        for i in range(n):
+            item = _decode_item(s, depth + 1)
+            Py_INCREF(item)
+            PyTuple_SET_ITEM(items, i, item)
+        f = Projection.__new__(Projection) if t == QT_PROJECTION else Composition.__new__(Composition)
+        _object_setattr(f, "items", items)
+        return f
+    cdef Py_ssize_t fpos = s.pos
     func = _decode_item(s, depth + 1)
+    cdef Py_ssize_t k
+    if s.pos == fpos + 2 and QT_UNARY_PRIMITIVE <= s.buf[fpos] <= QT_ITERATOR:
+        # A derived function of a primitive (`+/`, `,'`...): one shared instance per pair.
+        k = ((t - QT_EACH) * 3 + s.buf[fpos] - QT_UNARY_PRIMITIVE) * 256 + s.buf[fpos + 1]
+        d = _DERIVED_CACHE[k]
+        if d is None:
+            d = Derived(_ITERATOR_KINDS[t - QT_EACH], func)
+            _DERIVED_CACHE[k] = d
+        return d
     return Derived(_ITERATOR_KINDS[t - QT_EACH], func)
 
 
 cdef tuple _ITERATOR_KINDS = ("'", "/", "\\", "':", "/:", "\\:")
+
+# Primitives (and derived functions of one) are immutable values equal by code: the decoder hands
+# out one instance per code instead of a new object per 2-byte item (hostile input made of them
+# would otherwise cost 24x its size). Filled on first use; a race fills a slot twice with equal
+# objects, which is harmless.
+cdef list _PRIMITIVE_CACHE = [None] * (3 * 256)
+_PRIMITIVE_CACHE[0xFF] = ELIDED          # UnaryPrimitive(255) decodes as qwire.ELIDED itself
+cdef tuple _PRIMITIVE_TYPES = (UnaryPrimitive, BinaryPrimitive, Iterator)
+cdef list _DERIVED_CACHE = [None] * (6 * 3 * 256)
+
+
+cdef inline object _primitive(int t, int code):
+    cdef Py_ssize_t k = (t - QT_UNARY_PRIMITIVE) * 256 + code
+    p = _PRIMITIVE_CACHE[k]
+    if p is None:
+        p = _PRIMITIVE_TYPES[t - QT_UNARY_PRIMITIVE](code)
+        _PRIMITIVE_CACHE[k] = p
+    return p
 
 
 def _make_decoder(max_depth, max_decompressed_size, registry=None, max_message_size=None, strict_fields=False):

@@ -125,13 +125,20 @@ def test_named_hostile_message_in_a_stream(name, data, offset):
     assert list(dec) == [True]
 
 
-@pytest.mark.parametrize("name,data,offset", NAMED, ids=[c[0] for c in NAMED])
+def _well_framed(data, offset):
+    """Whether the named case's fault is in its body under a well-formed header (else there is
+    nothing to compress under it, and it is not a case for the compressed variant)."""
+    return not ((offset is not None and offset < 8) or len(data) < 9 or data[0] > 1 or data[1] > 2 or data[2] != 0
+                or data[3] != 0 or len(data) != struct.unpack_from("<I" if data[0] else ">I", data, 4)[0])
+
+
+NAMED_BODIES = [c for c in NAMED if _well_framed(c[1], c[2])]
+
+
+@pytest.mark.parametrize("name,data,offset", NAMED_BODIES, ids=[c[0] for c in NAMED_BODIES])
 def test_named_hostile_message_compressed(name, data, offset):
     """The same bodies inside a compressed message (when they have a well-formed header): the plain
     message's error, with the plain message's offset."""
-    if (offset is not None and offset < 8) or len(data) < 9 or data[0] > 1 or data[1] > 2 or data[2] != 0 or data[3] != 0 \
-            or len(data) != struct.unpack_from("<I" if data[0] else ">I", data, 4)[0]:
-        pytest.skip("the header is at fault: nothing to compress under it")
     plain = data[:8] + data[8:]
     z = hostile.compressed(len(plain), _literal_stream(plain[8:]), order="<" if data[0] else ">")
     e = decode_error(z)
@@ -227,6 +234,98 @@ def test_depth_limit_is_exact():
         assert qwire.Decoder(max_depth=md).decode(hostile.nested_lists(md)) == _nest_value(md)
         e = decode_error(hostile.nested_lists(md + 1), max_depth=md)
         assert e.offset == 8 + 6 * md
+
+
+def _levels(n, order="<"):
+    """n (prefix, suffix) levels of containers the decoder's early depth check walks (prescan.pxi),
+    and a dict level the walk does not vouch for: general lists with a sibling before or after
+    the nested item, projections, derived functions."""
+    c = lambda k: struct.pack(order + "I", k)  # noqa: E731
+    atom = b"\xf9" + b"\x00" * 8
+    shapes = [(b"\x00\x00" + c(1), b""),
+              (b"\x00\x00" + c(2) + atom, b""),
+              (b"\x00\x00" + c(3), b"\x0b\x00" + c(2) + b"ab\x00\x00" + b"\x01\x00" + c(1) + b"\x01"),
+              (b"\x68" + c(2) + b"\x66\x01", b""),
+              (b"\x6b", b""),
+              (b"\x00\x00" + c(2) + b"\x0a\x00" + c(3) + b"abc", b"")]
+    return [shapes[i % len(shapes)] for i in range(n)]
+
+
+def _first_too_deep(levels, md):
+    """Offset of the first item the decoder refuses at depth md: the level-md container, unless the
+    level above has an item checked before it (a projection's primitive, a char vector sibling)."""
+    at = 8 + sum(len(pre) for pre, _ in levels[: md - 1])
+    pre = levels[md - 1][0]
+    if pre[0] == 0x68:
+        return at + 5
+    if pre[0] == 0 and pre[6:7] == b"\x0a":
+        return at + 6
+    return at + len(pre)
+
+
+def _wrap(levels, inner, order="<"):
+    body = inner
+    for pre, suf in reversed(levels):
+        body = pre + body + suf
+    return hostile.message(body, order=order)
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("fault", [None, "before", "after", "dict-on-the-path", "deep-dict-first", "bad-dict-before",
+                                   "good-dict-before", "table-on-the-path", "table-names-on-the-path",
+                                   "bad-table-before", "record-on-the-path"])
+def test_early_depth_refusal_is_the_error_the_decoder_finds_first(fault, order):
+    """Past max_depth, the decoder walks ahead from depth 16 and refuses at once (prescan.pxi): the
+    error must be exactly the one decoding item by item finds first, other faults included."""
+    md = 64
+    levels = _levels(100, order)
+    expected = (f"nesting deeper than max_depth={md}", _first_too_deep(levels, md))
+    if fault == "before":     # a boolean atom 2 as a sibling before the nested item, at depth 40
+        pre, suf = levels[40]
+        levels[40] = (b"\x00\x00" + struct.pack(order + "I", 2) + b"\xff\x02", suf)
+        at = 8 + sum(len(p) for p, _ in levels[:40]) + 6 + 1
+        expected = ("boolean byte must be 0 or 1, not 2", at)
+    elif fault == "after":    # the same fault after the nested item: never reached
+        levels[40] = (b"\x00\x00" + struct.pack(order + "I", 2), b"\xff\x02")
+        expected = (f"nesting deeper than max_depth={md}", _first_too_deep(levels, md))
+    elif fault == "dict-on-the-path":   # the walk gives no verdict past a dict: same error anyway
+        levels[30] = (b"\x63", b"\x00\x00" + struct.pack(order + "I", 0))
+        expected = (f"nesting deeper than max_depth={md}", _first_too_deep(levels, md))
+    elif fault in ("bad-dict-before", "good-dict-before"):   # a dict completed before the nested item
+        c = lambda k: struct.pack(order + "I", k)  # noqa: E731
+        bad = fault == "bad-dict-before"
+        d = b"\x63" + b"\x06\x00" + c(1) + c(7) + b"\x00\x00" + c(0 if bad else 1) + (b"" if bad else b"\xff\x01")
+        levels[40] = (b"\x00\x00" + c(2) + d, b"")
+        if bad:
+            expected = ("dictionary has 1 keys but 0 values", 8 + sum(len(p) for p, _ in levels[:40]) + 6)
+        else:
+            expected = (f"nesting deeper than max_depth={md}", _first_too_deep(levels, md))
+    elif fault in ("table-on-the-path", "table-names-on-the-path", "bad-table-before"):
+        c = lambda k: struct.pack(order + "I", k)  # noqa: E731
+        names = b"\x0b\x00" + c(1) + b"a\x00"
+        if fault == "table-on-the-path":      # the nested item is the table's one column (the
+            levels[30:31] = [(b"\x62\x00\x63" + names, b""), (b"\x00\x00" + c(1), b"")]   # columns: a level)
+        elif fault == "table-names-on-the-path":   # ... or in place of its names
+            levels[30] = (b"\x62\x00\x63", b"\x00\x00" + c(0))
+        else:                                 # a table with an atom for names, before it
+            levels[30] = (b"\x00\x00" + c(2) + b"\x62\x00\x63\xff\x01\x00\x00" + c(0), b"")
+        expected = (f"nesting deeper than max_depth={md}", _first_too_deep(levels, md))
+        if fault == "bad-table-before":
+            expected = ("a table's column names must be a symbol vector without attribute",
+                        8 + sum(len(p) for p, _ in levels[:30]) + 6)
+    elif fault == "record-on-the-path":   # symbol keys: the decoder's record path, not walked
+        c = lambda k: struct.pack(order + "I", k)  # noqa: E731
+        levels[30] = (b"\x63\x0b\x00" + c(1) + b"a\x00\x00\x00" + c(1), b"")
+        expected = (f"nesting deeper than max_depth={md}", _first_too_deep(levels, md))
+    elif fault == "deep-dict-first":    # a too-deep dict is refused by the depth check, walked or not
+        levels[md - 1] = (b"\x00\x00" + struct.pack(order + "I", 1), b"")
+        levels[md] = (b"\x63", b"")
+        expected = (f"nesting deeper than max_depth={md}", _first_too_deep(levels, md))
+    data = _wrap(levels, b"\xff\x01", order)
+    e = decode_error(data, max_depth=md)
+    assert (e.reason, e.offset) == expected
+    if fault == "deep-dict-first":
+        assert e.type_code == 99
 
 
 def _nest_value(depth):
@@ -586,3 +685,35 @@ def test_generated_values_nested_to_the_limit(tree, depth):
         v = v[0]
     e = decode_error(hostile.message(wrap * 257 + inner))
     assert e.offset == 8 + 6 * 256 and "max_depth" in e.reason
+
+
+def _outcome(decoder, data):
+    try:
+        decoder.decode(data)
+    except DecodeError as e:
+        return e
+    except QError:
+        return "q error"
+    return None
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(strategies.q_messages(max_leaves=16), st.integers(1, 6), st.data())
+def test_early_depth_refusal_agrees_with_decoding_item_by_item(msg, max_depth, data):
+    """A generated message, maybe with one body byte changed, under max_depth <= 6 (the walk of
+    prescan.pxi never starts: depth 16 is out of reach) and the same body 16 single-item lists deep
+    under max_depth + 16 (the walk starts at its root): the same outcome, 96 bytes further on."""
+    body = msg[8:]
+    if data.draw(st.booleans()):
+        i = data.draw(st.integers(0, len(body) - 1))
+        body = body[:i] + bytes([data.draw(st.integers(0, 255))]) + body[i + 1:]
+    plain = _outcome(qwire.Decoder(max_depth=max_depth), hostile.message(body))
+    wrapped = _outcome(qwire.Decoder(max_depth=max_depth + 16), hostile.message(b"\x00\x00\x01\x00\x00\x00" * 16 + body))
+    if plain == "q error":
+        return                  # a whole-message q error (type -128 first): inside a list it is not one
+    if plain is None:
+        assert wrapped is None
+        return
+    assert isinstance(wrapped, DecodeError), (plain, wrapped)
+    same_reason = plain.reason.replace(f"max_depth={max_depth}", f"max_depth={max_depth + 16}")
+    assert (wrapped.reason, wrapped.offset, wrapped.type_code) == (same_reason, plain.offset + 96, plain.type_code)

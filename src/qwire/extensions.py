@@ -178,8 +178,16 @@ def _bytes_payload(code, payload):
     raise _bad(code, f"the payload must be a byte vector, not {type(payload).__name__}")
 
 
+# One empty frozenset for every record of one: immutable, so sharing it is safe, and a message of
+# 8-byte empty-frozenset records must not cost a 216-byte set object each (issue 6: peak memory
+# per input byte). CPython has no such singleton since 3.10.
+_EMPTY_FROZENSET = frozenset()
+
+
 def _dec_set(code, payload):
     items = _list_payload(code, payload)
+    if not items and code == Code.FROZENSET:
+        return _EMPTY_FROZENSET
     try:
         return set(items) if code == Code.SET else frozenset(items)
     except TypeError as e:
