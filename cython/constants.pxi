@@ -39,6 +39,7 @@ ELEMENT_WIDTH[:] = [0, 1, 16, 0, 1, 2, 4, 8, 4, 8, 1, 0, 8, 4, 4, 8, 8, 4, 4, 4]
 
 cdef enum:
     RECORD_MAX_KEYS = 32        # dicts up to this size take the record path (key bytes reused)
+    KEY_CACHE_BYTES = 256       # an Encoder keeps the last record's key bytes up to this size
     GC_PAUSE_MIN_BYTES = 4096   # decoding a message this big pauses the cyclic GC
     HEADER_SIZE = 8
     ATTR_LONG_COUNT = 0x80   # attribute bit: the count that follows is 8 bytes (capability 6)

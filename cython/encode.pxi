@@ -181,6 +181,36 @@ cdef class Encoder:
     cdef readonly bint allow_on_disk
     cdef readonly object _buffer_callback
     cdef readonly Py_ssize_t oob_threshold
+    # The last message's last record keys and their symbol-vector bytes, reused by the next
+    # message when its dict has the same key objects (dumps of one small dict per call). Strong
+    # references, so the pointers cannot be reused by other strings; read and written only in C
+    # stretches that never release the GIL, so threads sharing the Encoder see whole entries.
+    cdef PyObject* _kc_keys[RECORD_MAX_KEYS]
+    cdef Py_ssize_t _kc_n
+    cdef Py_ssize_t _kc_len
+    cdef char _kc_bytes[KEY_CACHE_BYTES]
+
+    def __dealloc__(self):
+        cdef Py_ssize_t j
+        for j in range(self._kc_n):
+            Py_XDECREF(self._kc_keys[j])
+        self._kc_n = 0
+
+    cdef void _kc_store(self, WState* w) noexcept:
+        """Keep the message's last record keys for the next message (a copy, own references)."""
+        cdef Py_ssize_t j
+        if w.rec_n == 0 or w.rec_len > KEY_CACHE_BYTES:
+            return
+        if w.rec_n == self._kc_n and memcmp(w.rec_keys, self._kc_keys, w.rec_n * sizeof(PyObject*)) == 0:
+            return
+        for j in range(self._kc_n):
+            Py_XDECREF(self._kc_keys[j])
+        for j in range(w.rec_n):
+            Py_INCREF(<object>w.rec_keys[j])
+            self._kc_keys[j] = w.rec_keys[j]
+        self._kc_n = w.rec_n
+        memcpy(self._kc_bytes, w.buf + w.rec_at, w.rec_len)
+        self._kc_len = w.rec_len
 
     def __init__(self, msg_type="async", *, max_depth=DEFAULT_MAX_DEPTH,
                  zero_copy_threshold=DEFAULT_ZERO_COPY_THRESHOLD, capability=6,
@@ -251,6 +281,7 @@ cdef class Encoder:
                 if w.len > w.run_start:
                     layout.append((w.run_start, w.len))
             self._finish_header(&w, msg_type)
+            self._kc_store(&w)
         except BaseException as exc:
             PyMem_Free(w.buf)
             if isinstance(exc, EncodeError) and _is_cycle_error(exc):
@@ -420,6 +451,19 @@ cdef class Encoder:
                     _reserve(w, w.rec_len)
                     memcpy(w.buf + w.len, w.buf + w.rec_at, w.rec_len)
                     w.len += w.rec_len
+                elif n > 0 and self._kc_n == n and memcmp(ks, self._kc_keys, n * sizeof(PyObject*)) == 0:
+                    # the keys of the previous message's last record: its bytes, and this
+                    # message's record from here on
+                    _reserve(w, self._kc_len)
+                    memcpy(w.buf + w.len, self._kc_bytes, self._kc_len)
+                    w.len += self._kc_len
+                    _forget_record(w)
+                    for j in range(n):
+                        Py_INCREF(<object>ks[j])
+                        w.rec_keys[j] = ks[j]
+                    w.rec_n = n
+                    w.rec_at = keys_at
+                    w.rec_len = self._kc_len
                 else:
                     _w_vector_head(w, QT_SYMBOL, 0, n, self.capability)
                     for j in range(n):
