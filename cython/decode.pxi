@@ -539,12 +539,15 @@ cdef object _decode_atom(DState* s, int code, Py_ssize_t start):
     cdef uint64_t h, w8
     if code == QT_SYMBOL:
         p = s.buf + s.pos
-        z = qw_sym_scan(p, s.end - s.pos, &h, &w8)
-        if z < 0:
-            _fail("a symbol is not NUL-terminated before the end of the message", s.pos)
-        s.pos += z + 1
-        if s.intern:
+        if s.intern and not s.syms.off:
+            z = qw_sym_scan(p, s.end - s.pos, &h, &w8)
+            if z < 0:
+                _fail("a symbol is not NUL-terminated before the end of the message", s.pos)
+            s.pos += z + 1
             return symtab_get_hashed(&s.syms, <const char*>p, z, h, w8)
+        # Not interning (or interning stopped paying in this message): no hash to compute.
+        z = _sym_end(s, "a symbol") - s.pos
+        s.pos += z + 1
         return _sym_new(<const char*>p, z)
     _need(s, width, "an atom")
     p = s.buf + s.pos
@@ -765,11 +768,11 @@ cdef object _decode_symbols(DState* s, Py_ssize_t n):
     cdef str sym
     for i in range(n):
         p = <const char*>s.buf + s.pos
-        k = qw_sym_scan(s.buf + s.pos, s.end - s.pos, &h, &w8)
-        if k < 0:
-            _fail("a symbol in a symbol vector is not NUL-terminated before the end of the message", s.pos)
-        s.pos += k + 1
-        if s.intern:
+        if s.intern and not s.syms.off:
+            k = qw_sym_scan(s.buf + s.pos, s.end - s.pos, &h, &w8)
+            if k < 0:
+                _fail("a symbol in a symbol vector is not NUL-terminated before the end of the message", s.pos)
+            s.pos += k + 1
             o = symtab_find(&s.syms, p, k, h, w8)
             if o != NULL:
                 Py_INCREF(<object>o)
@@ -777,6 +780,9 @@ cdef object _decode_symbols(DState* s, Py_ssize_t n):
                 continue
             sym = symtab_add(&s.syms, p, k, h, w8)
         else:
+            # not interning (or it stopped paying in this message): no hash to compute
+            k = _sym_end(s, "a symbol in a symbol vector") - s.pos
+            s.pos += k + 1
             sym = _sym_new(p, k)
         Py_INCREF(sym)
         slots[i] = <PyObject*>sym

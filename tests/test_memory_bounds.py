@@ -308,10 +308,7 @@ KNOWN_SLOW_GC_ON = {
     "10^6 empty lists": "cyclic GC passes over 10^6 new lists: ~2.3-5x benign, borderline",
     "10^6 nested pairs of lists": "cyclic GC passes over 2x10^6 new lists: ~2.8-5x benign, borderline",
 }
-KNOWN_SLOW = {
-    "10^5 distinct short symbols": "a new str plus an intern-table insert (and table growth) per "
-                                   "4-byte symbol; interning never pays here: 3-8x benign",
-}
+KNOWN_SLOW: dict = {}   # none left: distinct short symbols now stop hashing once interning stops paying
 
 
 @pytest.mark.parametrize("gc_on", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["gc-off", "gc-on"])
