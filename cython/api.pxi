@@ -2,6 +2,8 @@
 # one call, not two: dumps/loads are most of what users call in hot loops.
 
 cdef dict _DEFAULT_ENCODERS = {name: Encoder(name) for name in ("async", "sync", "response")}
+cdef Encoder _ASYNC_ENCODER = _DEFAULT_ENCODERS["async"]
+cdef str _ASYNC = "async"     # the default's own object: dumps compares by identity first
 cdef Decoder _DEFAULT_DECODER = Decoder()
 cdef list _OPTION_ENCODERS = [{} for _ in range(8)]   # [q_compatible | refs << 1 | allow_on_disk << 2][msg_type]
 cdef Decoder _STRICT_DECODER = Decoder(strict_fields=True)
@@ -28,6 +30,15 @@ def dumps(obj, *, msg_type="async", compress=False, buffer_callback=None, q_comp
     """
     cdef Encoder enc
     cdef int flags
+    # The common call, dumps(obj): the default async Encoder, no lookups.
+    if (msg_type is _ASYNC and buffer_callback is None and registry is None and q_compatible is False
+            and refs is False and allow_on_disk is False and max_depth is None and zero_copy_threshold is None
+            and capability is None and oob_threshold is None):
+        msg = _ASYNC_ENCODER._encode(obj, 0)
+        if compress is not False:
+            from qwire._api import _compress_message
+            msg = _compress_message(msg, compress)
+        return msg
     if type(msg_type) is not str and type(msg_type) is not int:
         Encoder(msg_type)               # the ValueError naming it (the caches below hash msg_type)
     # Named rather than **options: a keyword call then builds no dict (refs=True is a hot call).
