@@ -3,6 +3,7 @@
 
 cdef dict _DEFAULT_ENCODERS = {name: Encoder(name) for name in ("async", "sync", "response")}
 cdef Encoder _ASYNC_ENCODER = _DEFAULT_ENCODERS["async"]
+cdef Encoder _ASYNC_REFS_ENCODER = Encoder("async", refs=True)
 cdef str _ASYNC = "async"     # the default's own object: dumps compares by identity first
 cdef Decoder _DEFAULT_DECODER = Decoder()
 cdef list _OPTION_ENCODERS = [{} for _ in range(8)]   # [q_compatible | refs << 1 | allow_on_disk << 2][msg_type]
@@ -30,11 +31,11 @@ def dumps(obj, *, msg_type="async", compress=False, buffer_callback=None, q_comp
     """
     cdef Encoder enc
     cdef int flags
-    # The common call, dumps(obj): the default async Encoder, no lookups.
+    # The common calls, dumps(obj) and dumps(obj, refs=True): a default async Encoder, no lookups.
     if (msg_type is _ASYNC and buffer_callback is None and registry is None and q_compatible is False
-            and refs is False and allow_on_disk is False and max_depth is None and zero_copy_threshold is None
-            and capability is None and oob_threshold is None):
-        msg = _ASYNC_ENCODER._encode(obj, 0)
+            and allow_on_disk is False and max_depth is None and zero_copy_threshold is None
+            and capability is None and oob_threshold is None and (refs is False or refs is True)):
+        msg = (_ASYNC_REFS_ENCODER if refs else _ASYNC_ENCODER)._encode(obj, 0)
         if compress is not False:
             from qwire._api import _compress_message
             msg = _compress_message(msg, compress)

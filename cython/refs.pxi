@@ -760,6 +760,7 @@ cdef object _decode_define_dict(DState* s, _DecState st, Py_ssize_t start, int d
     cdef dict d
     cdef const unsigned char* kstart = NULL
     cdef Py_ssize_t klen = 0
+    cdef bint fresh = True          # keys decoded here (not from the cross-message key cache)
     if s.buf[s.pos] == QT_SYMBOL and s.buf[s.pos + 1] == 0:
         s.pos += 2
         nk = _rd_count(s, QT_SYMBOL, False)
@@ -773,8 +774,14 @@ cdef object _decode_define_dict(DState* s, _DecState st, Py_ssize_t start, int d
             s.pos += s.rec_keys_len
             kstart = NULL                  # nothing new to remember
         else:
-            keys = _decode_symbol_list(s, nk)
-            klen = (s.buf + s.pos) - kstart
+            cached = _keycache_get(kstart, s.end - s.pos, nk, &klen)   # keys of earlier messages
+            if cached is not None:
+                keys = <list>cached
+                s.pos += klen
+                fresh = False
+            else:
+                keys = _decode_symbol_list(s, nk)
+                klen = (s.buf + s.pos) - kstart
     elif s.buf[s.pos] == QT_LIST:
         nk = _rd_list_head(s, "a dictionary's keys", start)
         d = _PyDict_NewPresized(nk)
@@ -791,6 +798,8 @@ cdef object _decode_define_dict(DState* s, _DecState st, Py_ssize_t start, int d
         _fail(f"a dictionary key is unhashable ({e})", start, QT_DICT)
     if len(d) != nk:
         _fail("a dictionary definition has duplicate keys", start, QT_DICT)
+    if kstart != NULL and fresh:
+        _keycache_put(kstart, s.end - (kstart - s.buf), klen, nk, keys)   # distinct: d has them all
     if kstart != NULL:
         # remember these keys for the next dictionary (they are distinct: d has them all)
         Py_XDECREF(s.rec_key_list)
