@@ -31,34 +31,22 @@ def dumps(obj, *, msg_type="async", compress=False, buffer_callback=None, q_comp
     """
     cdef Encoder enc
     cdef int flags
-    # The common calls, dumps(obj) and dumps(obj, refs=True): a default async Encoder, no lookups.
     if (msg_type is _ASYNC and buffer_callback is None and registry is None and q_compatible is False
             and allow_on_disk is False and max_depth is None and zero_copy_threshold is None
             and capability is None and oob_threshold is None and (refs is False or refs is True)):
-        msg = (_ASYNC_REFS_ENCODER if refs else _ASYNC_ENCODER)._encode(obj, 0)
-        if compress is not False:
-            from qwire._api import _compress_message
-            msg = _compress_message(msg, compress)
-        return msg
-    if type(msg_type) is not str and type(msg_type) is not int:
-        Encoder(msg_type)               # the ValueError naming it (the caches below hash msg_type)
-    # Named rather than **options: a keyword call then builds no dict (refs=True is a hot call).
-    if (max_depth is not None or zero_copy_threshold is not None or capability is not None
-            or oob_threshold is not None):
-        options = {}
-        if max_depth is not None:
-            options["max_depth"] = max_depth
-        if zero_copy_threshold is not None:
-            options["zero_copy_threshold"] = zero_copy_threshold
-        if capability is not None:
-            options["capability"] = capability
-        if oob_threshold is not None:
-            options["oob_threshold"] = oob_threshold
+        # The common calls, dumps(obj) and dumps(obj, refs=True): a default async Encoder, no lookups.
+        enc = _ASYNC_REFS_ENCODER if refs else _ASYNC_ENCODER
+    elif type(msg_type) is not str and type(msg_type) is not int:
+        enc = Encoder(msg_type)         # raises the ValueError naming it (the caches below hash msg_type)
+    elif (buffer_callback is not None or max_depth is not None or zero_copy_threshold is not None
+            or capability is not None or oob_threshold is not None):
+        # A one-off Encoder; the options left at None keep the Encoder's defaults. (Named options
+        # rather than **options: a keyword call builds no dict on the paths above and below.)
+        options = {name: value for name, value in (("max_depth", max_depth), ("zero_copy_threshold", zero_copy_threshold),
+                                                   ("capability", capability), ("oob_threshold", oob_threshold))
+                   if value is not None}
         enc = Encoder(msg_type, buffer_callback=buffer_callback, q_compatible=q_compatible, refs=refs,
                       registry=registry, allow_on_disk=allow_on_disk, **options)
-    elif buffer_callback is not None:
-        enc = Encoder(msg_type, buffer_callback=buffer_callback, q_compatible=q_compatible, refs=refs,
-                      registry=registry, allow_on_disk=allow_on_disk)
     elif registry is None and q_compatible is False and refs is False and allow_on_disk is False:
         enc = _DEFAULT_ENCODERS.get(msg_type)
         if enc is None:

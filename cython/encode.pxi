@@ -457,13 +457,7 @@ cdef class Encoder:
                     _reserve(w, self._kc_len)
                     memcpy(w.buf + w.len, self._kc_bytes, self._kc_len)
                     w.len += self._kc_len
-                    _forget_record(w)
-                    for j in range(n):
-                        Py_INCREF(<object>ks[j])
-                        w.rec_keys[j] = ks[j]
-                    w.rec_n = n
-                    w.rec_at = keys_at
-                    w.rec_len = self._kc_len
+                    _remember_record(w, ks, n, keys_at)
                 else:
                     _w_vector_head(w, QT_SYMBOL, 0, n, self.capability)
                     for j in range(n):
@@ -472,13 +466,7 @@ cdef class Encoder:
                             w.len = keys_at
                             break
                     if all_str:
-                        _forget_record(w)
-                        for j in range(n):
-                            Py_INCREF(<object>ks[j])
-                            w.rec_keys[j] = ks[j]
-                        w.rec_n = n
-                        w.rec_at = keys_at
-                        w.rec_len = w.len - keys_at
+                        _remember_record(w, ks, n, keys_at)
             if not all_str:
                 _w_vector_head(w, QT_LIST, 0, n, self.capability)
                 for j in range(n):
@@ -935,6 +923,19 @@ cdef class Encoder:
             _put1(w, <uint8_t>f.type_code)
             return self._enc(w, f.func, depth + 1)
         raise EncodeError(f"Unable to serialize {_qualname(t)} objects", t)
+
+
+cdef void _remember_record(WState* w, PyObject** ks, Py_ssize_t n, Py_ssize_t keys_at) noexcept:
+    """The record whose key bytes were just written at keys_at..w.len: later dicts of this
+    message with the same key objects copy them (own references, so the addresses stay theirs)."""
+    _forget_record(w)
+    cdef Py_ssize_t j
+    for j in range(n):
+        Py_INCREF(<object>ks[j])
+        w.rec_keys[j] = ks[j]
+    w.rec_n = n
+    w.rec_at = keys_at
+    w.rec_len = w.len - keys_at
 
 
 cdef void _forget_record(WState* w) noexcept:

@@ -24,7 +24,7 @@ from qwire import extensions as _extensions
 from qwire import registry as _registry
 from qwire.errors import UnregisteredTypeError
 
-from cpython.dict cimport PyDict_GetItem, PyDict_GetItemWithError
+from cpython.dict cimport PyDict_GetItemWithError
 from cpython.ref cimport Py_REFCNT
 from libc.string cimport memset
 cimport cython
