@@ -709,11 +709,25 @@ def test_early_depth_refusal_agrees_with_decoding_item_by_item(msg, max_depth, d
         body = body[:i] + bytes([data.draw(st.integers(0, 255))]) + body[i + 1:]
     plain = _outcome(qwire.Decoder(max_depth=max_depth), hostile.message(body))
     wrapped = _outcome(qwire.Decoder(max_depth=max_depth + 16), hostile.message(b"\x00\x00\x01\x00\x00\x00" * 16 + body))
-    if plain == "q error":
-        return                  # a whole-message q error (type -128 first): inside a list it is not one
+    if body[0] == 0x80:
+        # type -128 first: a whole-message q error (well-formed or not) on its own, but inside a
+        # list it is refused as such, at the item's offset, whatever follows the type byte
+        assert isinstance(wrapped, DecodeError) and wrapped.offset == 8 + 96, wrapped
+        assert "whole message" in wrapped.reason, wrapped.reason
+        return
     if plain is None:
         assert wrapped is None
         return
     assert isinstance(wrapped, DecodeError), (plain, wrapped)
     same_reason = plain.reason.replace(f"max_depth={max_depth}", f"max_depth={max_depth + 16}")
     assert (wrapped.reason, wrapped.offset, wrapped.type_code) == (same_reason, plain.offset + 96, plain.type_code)
+
+
+@pytest.mark.parametrize("after_type", [b"\x00", b"type\x00", b"\x00\x00\x00\x00\x00", b"ab"])
+def test_malformed_q_error_nested_in_a_list_is_refused_as_nested(after_type):
+    """Type -128 inside a list is refused as such at its own offset, whether or not its text would
+    be a well-formed error message on its own (the case hypothesis found: an empty list whose type
+    byte became 0x80)."""
+    wrapped = hostile.message(b"\x00\x00\x01\x00\x00\x00" + b"\x80" + after_type)
+    e = decode_error(wrapped)
+    assert e.offset == 8 + 6 and "whole message" in e.reason
