@@ -73,7 +73,7 @@ def dumps(obj, *, msg_type="async", compress=False, buffer_callback=None, q_comp
 
 
 def loads(data, *, buffers=None, registry=None, strict_fields=False, max_depth=None, max_decompressed_size=None,
-          max_message_size=None):
+          max_message_size=None, max_expansion=DEFAULT_MAX_EXPANSION, max_decoded_size=None):
     """Deserialize one q IPC message from bytes, bytearray, memoryview, Message, mmap or any
     C-contiguous buffer (compressed messages included). Vectors whose wire layout equals NumPy's
     come back as read-only views into `data`, which they keep alive. Raises DecodeError on
@@ -85,14 +85,17 @@ def loads(data, *, buffers=None, registry=None, strict_fields=False, max_depth=N
     strict_fields: a registered dataclass or NamedTuple whose fields differ from this reader's is
       a DecodeError (by default missing fields take their defaults and unknown ones are ignored).
     max_depth, max_decompressed_size, max_message_size: as for Decoder (None: its default).
+    max_expansion, max_decoded_size: the memory bound, as for Decoder (max_expansion=None: none).
     """
     # Named rather than **options: a **kwargs dict would be built and freed on every call.
     cdef Decoder dec
-    if max_depth is not None or max_decompressed_size is not None or max_message_size is not None:
+    if (max_depth is not None or max_decompressed_size is not None or max_message_size is not None
+            or max_expansion is not DEFAULT_MAX_EXPANSION or max_decoded_size is not None):
         return Decoder(registry=registry, strict_fields=strict_fields,
                        max_depth=DEFAULT_MAX_DEPTH if max_depth is None else max_depth,
                        max_decompressed_size=max_decompressed_size,
-                       max_message_size=max_message_size)._decode(data, buffers)
+                       max_message_size=max_message_size, max_expansion=max_expansion,
+                       max_decoded_size=max_decoded_size)._decode(data, buffers)
     if registry is None:
         return (_STRICT_DECODER if strict_fields else _DEFAULT_DECODER)._decode(data, buffers)
     cache = _registry_cache(registry, "strict decoder" if strict_fields else "decoder")

@@ -34,12 +34,30 @@ cdef struct DState:
     SegRef* segs                     # payloads of a multi-segment Message, read in place
     Py_ssize_t nsegs
     Py_ssize_t seg_i
+    Py_ssize_t spent                 # bytes charged for the values made so far (budget.pxi) ...
+    Py_ssize_t limit                 # ... and the most they may take
+    Py_ssize_t size                  # the message's length, for the error that says so
 
 
 cdef int _fail(str what, Py_ssize_t offset, int type_code=0) except -1:
     raise DecodeError(what, offset, type_code if type_code else None)
 
 
+
+
+cdef inline int _charge(DState* s, Py_ssize_t nbytes, Py_ssize_t at) except -1:
+    """Count nbytes of memory towards this message's budget (budget.pxi); at: where the item
+    that needs them starts. The symbol table counts its own (SymTab.spent)."""
+    s.spent += nbytes
+    if s.spent + s.syms.spent > s.limit:
+        _over_budget(s, at)
+    return 0
+
+
+cdef int _over_budget(DState* s, Py_ssize_t at) except -1:
+    raise DecodeError(f"decoding this {s.size}-byte message needs more than its memory limit of {s.limit} bytes "
+                      f"(max_expansion x its size + 1 MiB, or max_decoded_size); a trusted sender's message may "
+                      f"pass a larger max_expansion= or max_decoded_size= (SECURITY.md)", at, None)
 
 
 cdef int _truncated(DState* s, Py_ssize_t need, str what) except -1:
@@ -144,11 +162,16 @@ cdef object _scalar(cnp.dtype descr, const void* data):
 cdef class Decoder:
     """Reads q IPC messages; holds the options so hot loops pay for them once.
 
-    Decoder(*, max_depth=256, max_decompressed_size=1 GiB, registry=None, strict_fields=False)
+    Decoder(*, max_depth=256, max_decompressed_size=1 GiB, registry=None, strict_fields=False,
+            max_message_size=None, max_expansion=16, max_decoded_size=None)
     registry: the qwire.Registry of classes it may build (default: qwire.default_registry); a
       registered-object record naming any other class raises UnregisteredTypeError.
     strict_fields: a registered dataclass or NamedTuple whose fields differ from the reader's is a
       DecodeError (by default missing fields take their defaults and unknown ones are ignored).
+    max_expansion, max_decoded_size: the memory decoding one message may allocate is at most
+      max_expansion x its size + 1 MiB (None: no such bound), and at most max_decoded_size bytes
+      (None: no absolute ceiling). Views into the message count only their array object. A
+      message that needs more is a DecodeError, raised before the allocation that would pass it.
     `decode(data)`: from bytes, bytearray, memoryview, Message, mmap or any C-contiguous buffer.
     Safe to share between threads: a decode call keeps its state on the stack; the one thing
     shared, the bounded cache of record dict keys (symtab.pxi), is read and updated under the GIL.
@@ -157,6 +180,10 @@ cdef class Decoder:
     cdef readonly int max_depth
     cdef readonly object max_decompressed_size
     cdef readonly object max_message_size
+    cdef readonly object max_expansion
+    cdef readonly object max_decoded_size
+    cdef double _expansion           # max_expansion as a number, -1 for None
+    cdef Py_ssize_t _decoded_cap     # max_decoded_size, PY_SSIZE_T_MAX for None
     cdef readonly object _ext      # extension handler (src/qwire/extensions.py; refs.pxi reads the registry)
     cdef _Stream _stream
 
@@ -170,7 +197,8 @@ cdef class Decoder:
         return self._ext.strict_fields
 
     def __init__(self, *, max_depth=DEFAULT_MAX_DEPTH, max_decompressed_size=None,
-                 max_message_size=None, registry=None, strict_fields=False):
+                 max_message_size=None, registry=None, strict_fields=False,
+                 max_expansion=DEFAULT_MAX_EXPANSION, max_decoded_size=None):
         if not 1 <= max_depth <= MAX_DEPTH_LIMIT:
             # Each level is a C stack frame or two: beyond this, a deep enough value could
             # exhaust a thread's stack before the depth check refused it.
@@ -178,6 +206,20 @@ cdef class Decoder:
         self.max_depth = max_depth
         self.max_decompressed_size = max_decompressed_size
         self.max_message_size = max_message_size
+        if max_expansion is None:
+            self._expansion = -1
+        else:
+            if not isinstance(max_expansion, (int, float)) or isinstance(max_expansion, bool) or not max_expansion >= 1:
+                raise ValueError(f"max_expansion must be a number >= 1 or None, not {max_expansion!r}")
+            self._expansion = max_expansion
+        if max_decoded_size is None:
+            self._decoded_cap = PY_SSIZE_T_MAX
+        else:
+            if not isinstance(max_decoded_size, int) or isinstance(max_decoded_size, bool) or max_decoded_size < 0:
+                raise ValueError(f"max_decoded_size must be a non-negative int or None, not {max_decoded_size!r}")
+            self._decoded_cap = min(max_decoded_size, PY_SSIZE_T_MAX)
+        self.max_expansion = max_expansion
+        self.max_decoded_size = max_decoded_size
         self._ext = _default_extensions(registry, strict_fields=strict_fields)
         self._stream = None
 
@@ -232,7 +274,7 @@ cdef class Decoder:
 
     def __reduce__(self):
         return (_make_decoder, (self.max_depth, self.max_decompressed_size, self._ext.registry, self.max_message_size,
-                                self._ext.strict_fields))
+                                self._ext.strict_fields, self.max_expansion, self.max_decoded_size))
 
     def decode(self, data, buffers=None):
         """Deserialize one message. Raises DecodeError on malformed input and QError when the
@@ -322,6 +364,7 @@ cdef class Decoder:
                 _fail(f"header byte 2 (compression) must be 0, 1 or 2, not {p[2]}", 2)
             return self._decode_compressed(base, buffers)
         cdef DState s
+        cdef double lim
         s.buf = p
         s.pos = HEADER_SIZE
         s.end = n
@@ -335,6 +378,7 @@ cdef class Decoder:
         s.syms.used = 0
         s.syms.hits = 0
         s.syms.off = False
+        s.syms.spent = 0
         s.intern = n >= 512
         s.rec_keys = NULL
         s.rec_keys_len = 0
@@ -345,6 +389,14 @@ cdef class Decoder:
         s.segs = segs
         s.nsegs = nsegs
         s.seg_i = 0
+        s.size = total_len
+        s.spent = 0
+        if self._expansion < 0:
+            s.limit = self._decoded_cap
+        else:
+            # in double: a huge ratio or message saturates at the cap instead of overflowing
+            lim = self._expansion * <double>total_len + EXPANSION_SLACK
+            s.limit = self._decoded_cap if lim >= <double>self._decoded_cap else <Py_ssize_t>lim
         iterator = None
         s.buffers = NULL
         if buffers is not None:
@@ -478,14 +530,16 @@ cdef object _decode_out_of_band(DState* s, Py_ssize_t start):
             if p[i] > 1:
                 _fail(f"out-of-band boolean buffer #{index} has byte {p[i]} at {i}", start, code)
     if code == QT_CHAR:
+        _charge(s, COST_MEMORYVIEW + COST_BYTES + <Py_ssize_t>n, start)
         value = PyBytes_FromStringAndSize(<const char*>p, <Py_ssize_t>n)
     elif n == 0:
         value = _empty_vector(code)
     else:
+        _charge(s, COST_MEMORYVIEW + COST_ARRAY, start)
         value = _new_array(<cnp.dtype>_VIEW_DTYPES[code], <Py_ssize_t>n, <void*>p, mv)
     s.last_code = code
     s.last_attr = attr
-    return Vector(value, code, ATTRIBUTES[attr]) if attr else value
+    return _charged(s, Vector(value, code, ATTRIBUTES[attr]), start) if attr else value
 
 
 cdef object _decode_extension(DState* s, Py_ssize_t start, int depth):
@@ -498,12 +552,17 @@ cdef object _decode_extension(DState* s, Py_ssize_t start, int depth):
     if _CODE_CLASS[code] == CODE_UNKNOWN:
         _fail(f"unknown qwire extension record code {code:#04x}", start, QT_EXTENSION)
     payload = _decode_item(s, depth + 1)
+    # What the record will make is charged before it is made (refs.pxi), then its real size.
+    cdef Py_ssize_t before = _extension_cost(code, payload)
+    _charge(s, before, start)
     try:
         value = (<object>s.ext).decode(code, payload)
     except DecodeError as e:
         if e.offset is None:
             raise DecodeError(e.reason, start, QT_EXTENSION) from e
         raise
+    s.spent -= before
+    _charge(s, _object_cost(value), start)
     s.last_code = QT_EXTENSION
     return value
 
@@ -544,11 +603,14 @@ cdef object _decode_atom(DState* s, int code, Py_ssize_t start):
             if z < 0:
                 _fail("a symbol is not NUL-terminated before the end of the message", s.pos)
             s.pos += z + 1
-            return symtab_get_hashed(&s.syms, <const char*>p, z, h, w8)
-        # Not interning (or interning stopped paying in this message): no hash to compute.
-        z = _sym_end(s, "a symbol") - s.pos
-        s.pos += z + 1
-        return _sym_new(<const char*>p, z)
+            sym = symtab_get_hashed(&s.syms, <const char*>p, z, h, w8)
+        else:
+            # Not interning (or interning stopped paying in this message): no hash to compute.
+            z = _sym_end(s, "a symbol") - s.pos
+            s.pos += z + 1
+            sym = sym_counted(&s.syms, <const char*>p, z)
+        _charge(s, 0, start)        # the symbol table has counted the str if it is new
+        return sym
     _need(s, width, "an atom")
     p = s.buf + s.pos
     s.pos += width
@@ -558,6 +620,7 @@ cdef object _decode_atom(DState* s, int code, Py_ssize_t start):
                 _fail(f"boolean byte must be 0 or 1, not {p[0]}", start + 1, -1)
             return p[0] == 1
         return _small_atom(code, p[0])
+    _charge(s, COST_UUID if width == 16 else COST_ATOM, start)
     if width == 2:
         memcpy(&u16, p, 2)
         if s.swap:
@@ -675,33 +738,41 @@ cdef object _decode_vector(DState* s, int code, Py_ssize_t start, int depth):
     cdef Py_ssize_t n = _rd_count(s, code, attr_byte & ATTR_LONG_COUNT)
     cdef object value
     if code == QT_LIST:
-        value = _decode_list(s, n, depth)
+        value = _decode_list(s, n, depth, start)
     elif code == QT_SYMBOL:
-        value = _decode_symbols(s, n)
+        value = _decode_symbols(s, n, start)
     elif code == QT_CHAR:
+        _charge(s, COST_BYTES + n, start)
         if _at_segment(s):
             value = PyBytes_FromStringAndSize(<const char*>_take_segment(s, n), n)
         else:
             value = PyBytes_FromStringAndSize(<const char*>s.buf + s.pos, n)
             s.pos += n
     else:
-        value = _decode_fixed(s, code, n)
+        value = _decode_fixed(s, code, n, start)
     s.last_code = code
     s.last_attr = attr
-    if type(value) is Vector:          # raw timestamps beyond datetime64[ns]: already wrapped
+    if type(value) is Vector:          # raw timestamps beyond datetime64[ns]: already wrapped (and charged)
         (<object>value).attr = ATTRIBUTES[attr]
         return value
     if attr:
-        return Vector(value, code, ATTRIBUTES[attr])
+        return _charged(s, Vector(value, code, ATTRIBUTES[attr]), start)
     if code == QT_DATETIME or (code == QT_GUID and n == 0):
-        return Vector(value, code)
+        return _charged(s, Vector(value, code), start)
     return value
 
 
-cdef list _decode_list(DState* s, Py_ssize_t n, int depth):
+cdef inline object _charged(DState* s, object obj, Py_ssize_t at):
+    """obj, a fixed-size object just made (qwire's value classes), charged to the budget."""
+    _charge(s, _fixed_cost(obj), at)
+    return obj
+
+
+cdef list _decode_list(DState* s, Py_ssize_t n, int depth, Py_ssize_t start):
     if n > (s.end - s.pos) // 2:
         # Every item is at least two bytes (a type byte and one more).
         _fail(f"general list claims {n} items but only {s.end - s.pos} bytes follow", s.pos - 4, 0)
+    _charge(s, COST_LIST + COST_SLOT * n, start)
     cdef list out = PyList_New(n)
     cdef Py_ssize_t i
     cdef int t
@@ -713,6 +784,7 @@ cdef list _decode_list(DState* s, Py_ssize_t n, int depth):
         if s.end - s.pos >= 9:
             t = <int8_t>s.buf[s.pos]
             if t == -QT_LONG or t == -QT_FLOAT:
+                _charge(s, COST_ATOM, s.pos)
                 memcpy(&u64, s.buf + s.pos + 1, 8)
                 s.pos += 9
                 if s.swap:
@@ -742,21 +814,25 @@ cdef inline str _next_symbol(DState* s):
     s.pos += n + 1
     if s.intern:
         return symtab_get_hashed(&s.syms, p, n, h, w8)
-    return _sym_new(p, n)
+    return sym_counted(&s.syms, p, n)
 
 
 cdef list _decode_symbol_list(DState* s, Py_ssize_t n):
+    cdef Py_ssize_t start = s.pos
+    _charge(s, COST_LIST + COST_SLOT * n, start)
     cdef list out = PyList_New(n)
     cdef Py_ssize_t i
     cdef str sym
     for i in range(n):
         sym = _next_symbol(s)
+        _charge(s, 0, start)        # the symbol table has counted it if it is new
         Py_INCREF(sym)
         PyList_SET_ITEM(out, i, sym)
     return out
 
 
-cdef object _decode_symbols(DState* s, Py_ssize_t n):
+cdef object _decode_symbols(DState* s, Py_ssize_t n, Py_ssize_t start):
+    _charge(s, COST_ARRAY + COST_SLOT * n, start)
     # NumPy fills a new object array with NULLs (which it reads as None): each slot is written
     # once, with no None to release.
     arr = _new_array(DT_OBJ, n, NULL, None)
@@ -779,11 +855,13 @@ cdef object _decode_symbols(DState* s, Py_ssize_t n):
                 slots[i] = o
                 continue
             sym = symtab_add(&s.syms, p, k, h, w8)
+            _charge(s, 0, start)    # a new str, counted by the symbol table
         else:
             # not interning (or it stopped paying in this message): no hash to compute
             k = _sym_end(s, "a symbol in a symbol vector") - s.pos
             s.pos += k + 1
-            sym = _sym_new(p, k)
+            sym = sym_counted(&s.syms, p, k)
+            _charge(s, 0, start)
         Py_INCREF(sym)
         slots[i] = <PyObject*>sym
     return arr
@@ -797,7 +875,7 @@ cdef const unsigned char* _take_segment(DState* s, Py_ssize_t nbytes) except NUL
     return seg.ptr
 
 
-cdef object _decode_fixed(DState* s, int code, Py_ssize_t n):
+cdef object _decode_fixed(DState* s, int code, Py_ssize_t n, Py_ssize_t start):
     cdef Py_ssize_t width = ELEMENT_WIDTH[code]
     cdef const unsigned char* p
     cdef object base = <object>s.base
@@ -815,16 +893,20 @@ cdef object _decode_fixed(DState* s, int code, Py_ssize_t n):
             if p[i] > 1:
                 _fail(f"boolean byte must be 0 or 1, not {p[i]}", (p - s.buf) + i, code)
     if code == QT_GUID:
+        _charge(s, COST_ARRAY + n * (COST_SLOT + COST_UUID), start)
         return _decode_guids(p, n)
     if n == 0:
         return _empty_vector(code)
     descr = _VIEW_DTYPES[code]
     if descr is not None:
         if s.swap:
+            _charge(s, _SWAPPED_COPY_COST + 2 * n * width, start)
             return _swapped_copy(<cnp.dtype>descr, p, n)
+        _charge(s, COST_ARRAY, start)
         return _new_array(<cnp.dtype>descr, n, <void*>p, base)
+    _charge(s, COST_ARRAY + 8 * n, start)        # widened or shifted into int64 temporals
     if code == QT_TIMESTAMP:
-        return _decode_timestamps(s, p, n, base)
+        return _decode_timestamps(s, p, n, base, start)
     return _decode_int32_temporals(s, code, p, n)
 
 
@@ -836,6 +918,11 @@ cdef object _empty_vector(int code):
         v.flags.writeable = False
         _EMPTY_VECTORS[code] = v
     return v
+
+
+# A big-endian vector: a bytes copy, the big-endian array over it and the native copy (plus
+# twice its data, which the caller adds).
+cdef Py_ssize_t _SWAPPED_COPY_COST = COST_BYTES + 2 * COST_ARRAY
 
 
 cdef object _swapped_copy(cnp.dtype descr, const unsigned char* p, Py_ssize_t n):
@@ -855,7 +942,7 @@ cdef object _decode_guids(const unsigned char* p, Py_ssize_t n):
     return arr
 
 
-cdef object _decode_timestamps(DState* s, const unsigned char* p, Py_ssize_t n, object base):
+cdef object _decode_timestamps(DState* s, const unsigned char* p, Py_ssize_t n, object base, Py_ssize_t start):
     """q timestamps (ns since 2000) -> datetime64[ns] (since 1970) in one pass; nulls and
     infinities unshifted. A value NumPy cannot hold makes the vector come back in q's raw units
     (Vector(int64s, 'timestamp'))."""
@@ -876,9 +963,10 @@ cdef object _decode_timestamps(DState* s, const unsigned char* p, Py_ssize_t n, 
                 overflow = True
                 break
     if overflow:
+        _charge(s, _SWAPPED_COPY_COST + 16 * n if swap else COST_ARRAY, start)
         raw = (_swapped_copy(DT_I64, p, n) if swap else
                _new_array(DT_I64, n, <void*>p, base))
-        return Vector(raw, QT_TIMESTAMP)
+        return _charged(s, Vector(raw, QT_TIMESTAMP), start)
     return arr
 
 
@@ -930,13 +1018,13 @@ cdef object _finish_dict(DState* s, int t, Py_ssize_t start, int depth, object k
     s.last_code = t
     if type(keys) is Table:
         if type(values) is Table:
-            return _new_keyed_table(keys, values, sorted_)
-        return _new_dict(keys, values, sorted_)
+            return _charged(s, _new_keyed_table(keys, values, sorted_), start)
+        return _charged(s, _new_dict(keys, values, sorted_), start)
     if not sorted_ and value_code == QT_LIST and value_attr == 0 and key_attr == 0 and type(values) is list:
-        d = _as_python_dict(keys, key_code, values, nk)
+        d = _as_python_dict(s, keys, key_code, values, nk, start)
         if d is not None:
             return d
-    return _new_dict(keys, values, sorted_)
+    return _charged(s, _new_dict(keys, values, sorted_), start)
 
 
 cdef object _decode_record(DState* s, Py_ssize_t start, int depth):
@@ -975,9 +1063,12 @@ cdef object _decode_record(DState* s, Py_ssize_t start, int depth):
     cdef Py_ssize_t i, j
     # Captured now: decoding the values may decode nested records, which replace the cache.
     cdef int unique = s.rec_keys_unique
+    cdef Py_ssize_t cost
     if unique != 0 and s.end - s.pos >= 6 and s.buf[s.pos] == QT_LIST and s.buf[s.pos + 1] == 0:
         s.pos += 2
         if _rd_count(s, QT_LIST, False) == nk and nk <= (s.end - s.pos) // 2:
+            cost = _record_cost(nk)
+            _charge(s, cost if cost >= 0 else _dict_cost(nk), start)
             d = _PyDict_NewPresized(nk)
             for i in range(nk):
                 value = _decode_item(s, depth + 1)
@@ -987,19 +1078,26 @@ cdef object _decode_record(DState* s, Py_ssize_t start, int depth):
                     # distinct before this one) and decode the rest into a list: nothing twice.
                     if s.rec_key_list == <PyObject*>keys:
                         s.rec_keys_unique = 0
+                    _charge(s, COST_LIST + COST_SLOT * nk, start)
                     values = [d[<object>PyList_GET_ITEM(keys, j)] for j in range(i)]
                     values.append(value)
                     for j in range(i + 1, nk):
                         values.append(_decode_item(s, depth + 1))
                     s.last_code = QT_DICT
-                    return _new_dict(_object_array(keys), values, False)
+                    _charge(s, COST_ARRAY + COST_SLOT * nk, start)
+                    return _charged(s, _new_dict(_object_array(keys), values, False), start)
             if s.rec_key_list == <PyObject*>keys:
                 s.rec_keys_unique = 1
             if fresh:
                 _keycache_put(kstart, s.end - (kstart - s.buf), klen, nk, keys)
+            if cost < 0:
+                # too big for the table of known sizes: charged as grown, now its real size
+                s.spent -= _dict_cost(nk)
+                _charge(s, _object_cost(d), start)
             s.last_code = QT_DICT
             return d
         s.pos = values_at   # not a plain list of as many values: the general path reports it
+    _charge(s, COST_ARRAY + COST_SLOT * nk, start)
     return _finish_dict(s, QT_DICT, start, depth, _object_array(keys), QT_SYMBOL, 0)
 
 
@@ -1017,20 +1115,26 @@ cdef object _object_array(list items):
     return arr
 
 
-cdef object _as_python_dict(object keys, int key_code, list values, Py_ssize_t n):
+cdef object _as_python_dict(DState* s, object keys, int key_code, list values, Py_ssize_t n, Py_ssize_t start):
     """A Python dict when it re-encodes to the same bytes (docs/TYPES.md), else None."""
     cdef dict d
+    cdef Py_ssize_t before = _dict_cost(n)      # charged before the dict grows, then its real size
     if key_code == QT_SYMBOL and type(keys) is cnp.ndarray:
+        _charge(s, COST_LIST + COST_SLOT * n + before, start)      # the keys as a list, and the dict
         d = dict(zip((<cnp.ndarray>keys).tolist(), values))
     elif key_code == QT_LIST and type(keys) is list and n > 0:
         if all(type(k) is str and "\0" not in k for k in <list>keys):
             return None      # a Python dict with such keys writes a symbol vector
+        _charge(s, before, start)
         try:
             d = dict(zip(<list>keys, values))
         except TypeError:
+            s.spent -= before
             return None      # unhashable keys
     else:
         return None
+    s.spent -= before
+    _charge(s, _object_cost(d), start)
     return d if len(d) == n else None
 
 
@@ -1049,6 +1153,7 @@ cdef object _decode_table(DState* s, Py_ssize_t start, int depth):
     columns = _decode_item(s, depth + 1)
     if s.last_code != QT_LIST or type(columns) is not list:
         _fail("a table's columns must be a general list", start, QT_TABLE)
+    _charge(s, COST_LIST + COST_SLOT * len(names), start)
     cdef list name_list = (<cnp.ndarray>names).tolist()
     cdef list cols = <list>columns
     if len(name_list) != len(cols):
@@ -1068,7 +1173,8 @@ cdef object _decode_table(DState* s, Py_ssize_t start, int depth):
             _fail(f"table has two columns named {name!r}", start, QT_TABLE)
         out[name] = col
     s.last_code = QT_TABLE
-    return _new_table(out, ATTRIBUTES[attr])
+    _charge(s, _object_cost(out), start)
+    return _charged(s, _new_table(out, ATTRIBUTES[attr]), start)
 
 
 # ---- functions ---------------------------------------------------------------------------------
@@ -1078,13 +1184,15 @@ cdef object _decode_function(DState* s, int t, Py_ssize_t start, int depth):
     cdef uint32_t n
     if t == QT_LAMBDA:
         z = _sym_end(s, "a lambda's context")
-        context = _sym_new(<const char*>s.buf + s.pos, z - s.pos)
+        context = sym_counted(&s.syms, <const char*>s.buf + s.pos, z - s.pos)
         s.pos = z + 1
         _need(s, 2, "a lambda's source")
         if s.buf[s.pos] != QT_CHAR or s.buf[s.pos + 1] != 0:
             _fail("a lambda's source must be a char vector without attribute", s.pos, t)
         src = _decode_item(s, depth + 1)
-        return Lambda(PyUnicode_DecodeUTF8(PyBytes_AS_STRING(src), PyBytes_GET_SIZE(src), "surrogateescape"), context)
+        text = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(src), PyBytes_GET_SIZE(src), "surrogateescape")
+        _charge(s, _str_cost(text), start)
+        return _charged(s, Lambda(text, context), start)
     if t <= QT_ITERATOR:
         _need(s, 1, "a primitive's code")
         code = s.buf[s.pos]
@@ -1100,6 +1208,7 @@ cdef object _decode_function(DState* s, int t, Py_ssize_t start, int depth):
             _fail(f"{'projection' if t == QT_PROJECTION else 'composition'} of {n} items does not fit the {s.end - s.pos} bytes left", s.pos - 4, t)
         # The items tuple is built directly and set on a bare instance (the decoder has checked
         # what __init__ would): no argument tuple or list beside it.
+        _charge(s, COST_TUPLE + COST_SLOT * <Py_ssize_t>n, start)
         items = PyTuple_New(n)
         for i in range(n):
             item = _decode_item(s, depth + 1)
@@ -1107,7 +1216,7 @@ cdef object _decode_function(DState* s, int t, Py_ssize_t start, int depth):
             PyTuple_SET_ITEM(items, i, item)
         f = Projection.__new__(Projection) if t == QT_PROJECTION else Composition.__new__(Composition)
         _object_setattr(f, "items", items)
-        return f
+        return _charged(s, f, start)
     cdef Py_ssize_t fpos = s.pos
     func = _decode_item(s, depth + 1)
     cdef Py_ssize_t k
@@ -1119,7 +1228,7 @@ cdef object _decode_function(DState* s, int t, Py_ssize_t start, int depth):
             d = Derived(_ITERATOR_KINDS[t - QT_EACH], func)
             _DERIVED_CACHE[k] = d
         return d
-    return Derived(_ITERATOR_KINDS[t - QT_EACH], func)
+    return _charged(s, Derived(_ITERATOR_KINDS[t - QT_EACH], func), start)
 
 
 cdef tuple _ITERATOR_KINDS = ("'", "/", "\\", "':", "/:", "\\:")
@@ -1143,6 +1252,8 @@ cdef inline object _primitive(int t, int code):
     return p
 
 
-def _make_decoder(max_depth, max_decompressed_size, registry=None, max_message_size=None, strict_fields=False):
+def _make_decoder(max_depth, max_decompressed_size, registry=None, max_message_size=None, strict_fields=False,
+                  max_expansion=DEFAULT_MAX_EXPANSION, max_decoded_size=None):
     return Decoder(max_depth=max_depth, max_decompressed_size=max_decompressed_size, registry=registry,
-                   max_message_size=max_message_size, strict_fields=strict_fields)
+                   max_message_size=max_message_size, strict_fields=strict_fields,
+                   max_expansion=max_expansion, max_decoded_size=max_decoded_size)

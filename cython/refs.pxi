@@ -58,6 +58,32 @@ CORE_RECORD_CODES = {"REGISTERED": EXT_REGISTERED, "REF": EXT_REF, "DEFINE": EXT
 REGISTRY_KINDS = {"FIELDS": KIND_FIELDS, "NAMEDTUPLE": KIND_NAMEDTUPLE, "ENUM": KIND_ENUM, "CUSTOM": KIND_CUSTOM}
 
 cdef int EXT_SET = _extensions.Code.SET
+cdef int EXT_FROZENSET = _extensions.Code.FROZENSET
+cdef int EXT_TUPLE = _extensions.Code.TUPLE
+cdef int EXT_STR = _extensions.Code.STR
+cdef int EXT_NDARRAY = _extensions.Code.NDARRAY
+cdef int EXT_OBJECT_NDARRAY = _extensions.Code.OBJECT_NDARRAY
+cdef int EXT_NUMPY_SCALAR = _extensions.Code.NUMPY_SCALAR
+
+
+cdef Py_ssize_t _extension_cost(int code, object payload) except -1:
+    """An upper bound of what src/qwire/extensions.py makes from this payload (budget.pxi),
+    charged before it runs: a set's table from its item count, a tuple's or object array's slots,
+    views for N-d arrays and NumPy scalars (never their data: it stays in the message or its
+    out-of-band buffer), up to 4 bytes per UTF-8 byte for a str, and twice the payload's bytes for
+    the rest (bytearray, int, Decimal, complex, datetime and time)."""
+    cdef Py_ssize_t n = PyList_GET_SIZE(payload) if type(payload) is list else 0
+    if code == EXT_SET or code == EXT_FROZENSET:
+        return _set_cost(n)
+    if code == EXT_TUPLE:
+        return COST_TUPLE + COST_SLOT * n
+    if code == EXT_STR:
+        return COST_STR_COMPACT + 4 * _buffer_bytes(payload)
+    if code == EXT_NDARRAY or code == EXT_NUMPY_SCALAR:
+        return 3 * COST_ARRAY
+    if code == EXT_OBJECT_NDARRAY:
+        return 2 * COST_ARRAY + COST_SLOT * n
+    return 4 * COST_ATOM + 2 * _buffer_bytes(payload)
 cdef object _Extensions = _extensions.Extensions
 cdef type _mmap_type = _mmap_module.mmap
 cdef type _memmap_type = np.memmap
@@ -621,6 +647,7 @@ cdef object _decode_core_record(DState* s, int code, Py_ssize_t start, int depth
             _fail("a definition (70 23) is a general list of 2: (value; index)", start, QT_EXTENSION)
         value = _decode_item(s, depth + 2)
         k = _rd_index(s, "a definition's index")
+        _charge(s, COST_SLOT, start)               # its place in st.refs
         if k == NULL_INT:
             if len(st.refs) >= 0x7FFFFFFE:
                 _fail("too many definitions", start, QT_EXTENSION)
@@ -669,6 +696,9 @@ cdef object _decode_registered(DState* s, _DecState st, Py_ssize_t start, int de
         if e.offset is None:
             raise DecodeError(e.reason, start, QT_EXTENSION) from e
         raise
+    # Dataclass and NamedTuple instances have one size per class; what a decode function returns
+    # (an Enum member, a custom object) is charged what getsizeof says.
+    _charge(s, _fixed_cost(obj) if c.kind == KIND_FIELDS or c.kind == KIND_NAMEDTUPLE else _object_cost(obj), start)
     if index >= 0:
         st.refs[index] = obj
     return obj
@@ -715,12 +745,14 @@ cdef object _decode_define(DState* s, _DecState st, Py_ssize_t start, int depth)
     cdef Py_ssize_t n, i
     if index >= 0x7FFFFFFE:
         _fail("too many definitions", start, QT_EXTENSION)
+    _charge(s, COST_SLOT, start)                   # its place in st.refs
     _need(s, 2, "a definition")
     cdef int t = <int8_t>s.buf[s.pos]
     if depth + 1 >= s.max_depth:
         _fail(f"nesting deeper than max_depth={s.max_depth}", s.pos, t)
     if t == QT_LIST:
         n = _rd_list_head(s, "a list definition", start)
+        _charge(s, COST_LIST + COST_SLOT * n, start)
         out = []
         st.refs.append(out)
         for i in range(n):
@@ -732,6 +764,7 @@ cdef object _decode_define(DState* s, _DecState st, Py_ssize_t start, int depth)
     if t == QT_EXTENSION and s.buf[s.pos + 1] == EXT_SET:
         s.pos += 2
         n = _rd_list_head(s, "a set definition", start)
+        _charge(s, _set_cost(n), start)           # its table, before it grows
         items = set()
         st.refs.append(items)
         for i in range(n):
@@ -764,6 +797,7 @@ cdef object _decode_define_dict(DState* s, _DecState st, Py_ssize_t start, int d
     if s.buf[s.pos] == QT_SYMBOL and s.buf[s.pos + 1] == 0:
         s.pos += 2
         nk = _rd_count(s, QT_SYMBOL, False)
+        _charge(s, _dict_cost(nk), start)       # presized: never bigger than grown
         d = _PyDict_NewPresized(nk)
         st.refs.append(d)
         kstart = s.buf + s.pos
@@ -784,6 +818,7 @@ cdef object _decode_define_dict(DState* s, _DecState st, Py_ssize_t start, int d
                 klen = (s.buf + s.pos) - kstart
     elif s.buf[s.pos] == QT_LIST:
         nk = _rd_list_head(s, "a dictionary's keys", start)
+        _charge(s, COST_LIST + COST_SLOT * nk + _dict_cost(nk), start)
         d = _PyDict_NewPresized(nk)
         st.refs.append(d)     # before the keys: a registered key object may refer to d
         keys = [_decode_item(s, depth + 2) for i in range(nk)]

@@ -16,6 +16,7 @@ cdef struct SymTab:
     Py_ssize_t used
     Py_ssize_t hits
     bint off                 # interning stopped: the symbols here do not repeat
+    Py_ssize_t spent         # bytes of the table and of the strs made through it (budget.pxi)
 
 
 cdef enum:
@@ -87,6 +88,7 @@ cdef int _symtab_grow(SymTab* t) except -1:
     cdef SymEntry* fresh = <SymEntry*>PyMem_Calloc(newcap, sizeof(SymEntry))
     if fresh == NULL:
         raise MemoryError()
+    t.spent += newcap * <Py_ssize_t>sizeof(SymEntry)
     cdef Py_ssize_t i, j
     for i in range(t.cap):
         if t.entries[i].obj != NULL:
@@ -111,6 +113,13 @@ cdef inline str _sym_new(const char* p, Py_ssize_t n):
         memcpy(PyUnicode_DATA(out), p, n)
         return <str>out
     return PyUnicode_DecodeUTF8(p, n, "surrogateescape")
+
+
+cdef inline str sym_counted(SymTab* t, const char* p, Py_ssize_t n):
+    """A new str for the symbol bytes p[0:n], its size counted in t.spent."""
+    s = _sym_new(p, n)
+    t.spent += _str_cost(s)
+    return s
 
 
 cdef str symtab_get(SymTab* t, const char* p, Py_ssize_t n):
@@ -142,21 +151,21 @@ cdef str symtab_add(SymTab* t, const char* p, Py_ssize_t n, uint64_t h, uint64_t
     """The str for a symbol symtab_find did not find: new, and kept for later equal symbols
     while interning pays."""
     if n > SYMTAB_MAX_LEN or t.off:
-        return _sym_new(p, n)
+        return sym_counted(t, p, n)
     if t.used >= SYMTAB_PROBATION and t.hits < t.used:
         # Fewer repeats than distinct symbols: hashing costs more than it saves.
         t.off = True
-        return _sym_new(p, n)
+        return sym_counted(t, p, n)
     if t.used * 2 >= t.cap:
         if t.cap >= SYMTAB_MAX:
-            return _sym_new(p, n)
+            return sym_counted(t, p, n)
         _symtab_grow(t)
     cdef Py_ssize_t mask = t.cap - 1
     cdef Py_ssize_t j = <Py_ssize_t>(h & <uint64_t>mask)
     while t.entries[j].obj != NULL:
         j = (j + 1) & mask
     cdef SymEntry* e = &t.entries[j]
-    s = _sym_new(p, n)
+    s = sym_counted(t, p, n)
     Py_INCREF(s)
     e.obj = <PyObject*>s
     e.hash = h
@@ -186,6 +195,7 @@ cdef void symtab_free(SymTab* t) noexcept:
     t.used = 0
     t.hits = 0
     t.off = False
+    t.spent = 0
 
 
 # ---- record keys across messages -----------------------------------------------------------------

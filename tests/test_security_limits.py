@@ -94,6 +94,8 @@ def test_row_matches_the_source(row):
 
 # Run-time defaults of the limits that are options: (row name prefix, accessor).
 RUNTIME = [
+    ("Memory decoding one message may allocate, per byte", lambda: qwire.Decoder().max_expansion),
+    ("Memory decoding one message may allocate, in all", lambda: qwire.Decoder().max_decoded_size),
     ("Nesting depth when decoding", lambda: qwire.Decoder().max_depth),
     ("Nesting depth when encoding", lambda: qwire.Encoder().max_depth),
     ("Decompressed size of a compressed message", lambda: _default_kw(compression.decompress, "max_size")),
@@ -153,6 +155,8 @@ def test_every_limit_in_the_code_is_in_the_table():
         ("cython/constants.pxi", r"^(DEFAULT_\w+|MAX_DEPTH_LIMIT)\s*="),
         ("src/qwire/compression.py", r"^(DEFAULT_\w+)\s*="),
         ("cython/symtab.pxi", r"^\s+(SYMTAB_MAX\w*)\s*="),
+        ("cython/budget.pxi", r"^(DEFAULT_\w+)\s*="),
+        ("cython/budget.pxi", r"^\s+(EXPANSION_SLACK)\s*="),
         ("cython/stream.pxi", r"^\s+(RECEIVE_\w+)\s*="),
         ("cython/decode.pxi", r"#define\s+(QW_\w+)\s"),
         ("cython/cutil.pxi", r"#define\s+(QW_\w+)\s"),
