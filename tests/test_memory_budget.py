@@ -169,3 +169,46 @@ def test_refs_messages_are_charged_too():
         qwire.loads(data)
     out = qwire.loads(data, max_expansion=None)
     assert out[1] is out[2] and len(out[0]) == 50_000
+
+
+# ---- the charges cover what is really allocated ------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import pyvalues  # noqa: E402
+import strategies  # noqa: E402
+from fuzz import hostile  # noqa: E402
+from test_memory_bounds import peak_decoding  # noqa: E402
+
+COPIES = 200
+
+
+def _charged_at_least(body, fraction=0.8, **options):
+    """A general list of COPIES copies of an item's bytes, decoded with no budget to measure its
+    real peak (tracemalloc), then with an absolute budget under that peak: the charges must
+    refuse it, or they undercount what decoding allocates."""
+    data = hostile.message(hostile.general_list([body] * COPIES))
+    peak = peak_decoding(data, max_expansion=None, **options)
+    below = int(peak * fraction) - 4096          # less what is not the values (the call, the state)
+    if below <= 0:
+        return
+    with pytest.raises(DecodeError, match="memory limit"):
+        qwire.loads(data, max_expansion=None, max_decoded_size=below, **options)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(pyvalues.python_values(max_leaves=12), st.booleans())
+def test_charges_cover_the_peak_of_python_values(value, refs):
+    body = bytes(qwire.dumps(value, refs=refs, registry=pyvalues.REGISTRY))[8:]
+    _charged_at_least(body, registry=pyvalues.REGISTRY)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(strategies.q_messages(max_leaves=12))
+def test_charges_cover_the_peak_of_q_messages(msg):
+    try:
+        qwire.loads(msg)
+    except qwire.QError:
+        return
+    _charged_at_least(msg[8:])
