@@ -62,9 +62,9 @@ cdef dict _FIXED_COSTS = {}
 cdef Py_ssize_t _fixed_cost(object obj) except -1:
     cost = _FIXED_COSTS.get(type(obj))
     if cost is None:
-        cost = _sys.getsizeof(obj)
+        cost = _object_cost(obj)
         try:
-            cost += _sys.getsizeof(object.__getattribute__(obj, "__dict__"))
+            cost += _object_cost(object.__getattribute__(obj, "__dict__"))
         except AttributeError:
             pass
         _FIXED_COSTS[type(obj)] = cost       # a race computes it twice, equally
@@ -73,8 +73,12 @@ cdef Py_ssize_t _fixed_cost(object obj) except -1:
 
 cdef Py_ssize_t _object_cost(object obj) except -1:
     """Objects whose size depends on their contents (sets, tuples, Decimals, ints, arrays...):
-    getsizeof, which counts their own storage (an array's data when it owns it)."""
-    return <Py_ssize_t>_sys.getsizeof(obj)
+    getsizeof, which counts their own storage (an array's data when it owns it). A registered
+    class's __sizeof__ is its author's code: if it fails, the object is charged as an atom."""
+    try:
+        return max(<Py_ssize_t>_sys.getsizeof(obj), 0)
+    except Exception:
+        return COST_ATOM
 
 
 # A dict presized for n str keys and filled with them: the size depends only on n. Records (dicts

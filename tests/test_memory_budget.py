@@ -212,3 +212,20 @@ def test_charges_cover_the_peak_of_q_messages(msg):
     except qwire.QError:
         return
     _charged_at_least(msg[8:])
+
+
+class _BrokenSize:
+    """A registered class whose __sizeof__ fails: its author's code, which must not break decoding."""
+
+    def __init__(self, v):
+        self.v = v
+
+    def __sizeof__(self):
+        raise RuntimeError("no size")
+
+
+def test_a_failing_sizeof_does_not_break_decoding():
+    reg = qwire.Registry()
+    reg.register(_BrokenSize, encode=lambda o: o.v, decode=_BrokenSize)
+    out = qwire.loads(qwire.dumps([_BrokenSize(1), _BrokenSize(2)], registry=reg), registry=reg)
+    assert [o.v for o in out] == [1, 2]
