@@ -13,6 +13,7 @@
 import dataclasses
 import decimal
 import enum
+import functools
 import gc
 import statistics
 import struct
@@ -242,6 +243,23 @@ def test_decompression_peak_is_bounded_by_the_stream():
 # time
 
 
+def measured_again(attempts=3):
+    """Time ratios on a shared machine: a burst of load during one measurement can break a ratio
+    that holds. The test measures again, up to `attempts` times, and fails only if every attempt
+    does (a real regression fails them all)."""
+    def wrap(test):
+        @functools.wraps(test)
+        def run(*args, **kwargs):
+            for attempt in range(attempts):
+                try:
+                    return test(*args, **kwargs)
+                except AssertionError:
+                    if attempt == attempts - 1:
+                        raise
+        return run
+    return wrap
+
+
 def per_byte(fn, data, repeat=5, gc_on=True):
     """Median seconds per input byte of fn(data)."""
     times = []
@@ -305,6 +323,7 @@ KNOWN_SLOW: dict = {}   # none left: distinct short symbols now stop hashing onc
 
 @pytest.mark.parametrize("gc_on", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["gc-off", "gc-on"])
 @pytest.mark.parametrize("name", WORST)
+@measured_again()
 def test_worst_case_time_within_5x_of_benign(name, gc_on, benign, request):
     reason = KNOWN_SLOW.get(name) or (KNOWN_SLOW_GC_ON.get(name) if gc_on else None)
     if reason:
@@ -316,6 +335,7 @@ def test_worst_case_time_within_5x_of_benign(name, gc_on, benign, request):
 
 
 @pytest.mark.parametrize("shape", ["empty lists", "one-char symbols"])
+@measured_again()
 def test_worst_case_time_is_linear(shape):
     build = h.empty_lists if shape == "empty lists" else h.one_char_symbols
     small, big = build(100_000), build(1_000_000)
@@ -324,6 +344,7 @@ def test_worst_case_time_is_linear(shape):
     assert r_big <= 3 * r_small, f"{shape}: {r_big * 1e9:.2f} ns/byte at 10^6 vs {r_small * 1e9:.2f} at 10^5"
 
 
+@measured_again()
 def test_rejecting_deep_nesting_is_within_5x_of_benign(benign):
     def reject(data):
         try:
@@ -347,6 +368,7 @@ def _feed_bytewise(data):
     return list(dec)
 
 
+@measured_again()
 def test_byte_at_a_time_stream_is_linear_and_within_5x():
     benign = bytes(qwire.dumps(np.arange(25_000, dtype=np.int64)))  # 200 KB of plain data
     hostile_small = h.empty_lists(10_000)
