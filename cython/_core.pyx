@@ -6,9 +6,12 @@ The module is one compiled unit; this file is its table of contents:
   cutil.pxi      byte swapping, overflow checks, civil-date arithmetic
   message.pxi    Message: the result of dumps (buffer protocol, segments, vectored writes)
   encode.pxi     Encoder: Python values -> q bytes
+  budget.pxi     what decoded values cost in memory: the decoder's memory bound
   symtab.pxi     per-call symbol intern table used by the decoder
   stream.pxi     receive buffers (aligned, growing), the stream state behind Decoder.feed
-  decode.pxi     Decoder: q bytes -> Python values
+  decode.pxi     Decoder: q bytes -> Python values (the cursor, the dispatch, extension records)
+  decode_values.pxi      ... atoms and vectors
+  decode_containers.pxi  ... dictionaries, tables and q functions
   prescan.pxi    refusing nesting past max_depth without unwinding max_depth levels
   refs.pxi       extension records: registered objects, references, the Python handler
   api.pxi        dumps and loads
@@ -137,6 +140,8 @@ include "budget.pxi"
 include "symtab.pxi"
 include "stream.pxi"
 include "decode.pxi"
+include "decode_values.pxi"
+include "decode_containers.pxi"
 include "prescan.pxi"
 include "refs.pxi"
 include "api.pxi"
