@@ -884,7 +884,10 @@ cdef object _decode_define_dict(DState* s, _DecState st, Py_ssize_t start, int d
         _fail(f"dictionary definition has {nk} keys but a different number of values", start, QT_DICT)
     try:
         for i in range(nk):
-            d[keys[i]] = _decode_item(s, depth + 2)
+            # PyDict_SetDefault: one lookup that inserts (a repeated key keeps its first value,
+            # and the count check below refuses the dictionary either way), cheaper than d[k] = v.
+            value = _decode_item(s, depth + 2)
+            PyDict_SetDefault(d, <object>PyList_GET_ITEM(keys, i), value)
     except TypeError as e:
         _fail(f"a dictionary key is unhashable ({e})", start, QT_DICT)
     if len(d) != nk:
