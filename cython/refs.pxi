@@ -92,7 +92,7 @@ cdef inline PtrSlot* _pm_slot(PtrMap* m, void* k) noexcept nogil:
 
 
 cdef inline Py_ssize_t _pm_get(PtrMap* m, void* k) noexcept nogil:
-    if m.slots == NULL:
+    if m.slots == NULL or m.used == 0:      # (the first object of a message: nothing to hash)
         return -1
     cdef PtrSlot* slot = _pm_slot(m, k)
     return slot.value if slot.key != NULL else -1
@@ -281,9 +281,11 @@ cdef void _enc_state_done(WState* w, bint ok) noexcept:
     w.xs = NULL
     if not ok or _enc_spare is not None:
         return
+    cdef int i
     if xs.memo.used:
         _pm_free(&xs.memo)         # a table grown past the small one goes back to the heap
-        memset(xs.small, 0, 16 * sizeof(PtrSlot))
+        for i in range(16):        # keys only: a slot's value is read only where its key is set
+            xs.small[i].key = NULL
         xs.memo.slots = xs.small
         xs.memo.mask = 15
         xs.memo.used = 0
@@ -295,9 +297,11 @@ cdef void _enc_state_done(WState* w, bint ok) noexcept:
     xs.suspend = 0
     xs.untracked = NULL
     xs.wrapping = NULL
-    xs.by_type = None              # the registry may change before the next call
+    if xs.by_type is not None:
+        xs.by_type = None          # the registry may change before the next call
     xs.ext = None
-    xs.keep = None                 # may free values, run their __del__: before xs is shared again
+    if xs.keep is not None:
+        xs.keep = None             # may free values, run their __del__: before xs is shared again
     if _enc_spare is None:
         _enc_spare = xs
 
