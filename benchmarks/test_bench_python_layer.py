@@ -67,9 +67,15 @@ def _qwire(data, **options):
     return (lambda: qwire.dumps(data, registry=REGISTRY, **options)), (lambda: qwire.loads(encoded, registry=REGISTRY))
 
 
-def _qwire_default_registry(data, **options):
-    encoded = bytes(qwire.dumps(data, **options))
-    return (lambda: qwire.dumps(data, **options)), (lambda: qwire.loads(encoded))
+def _qwire_default_registry(data, refs=False):
+    # Called as users write it, the keyword spelled out. `dumps(data, **options)` builds and
+    # unpacks a dict on every call: by callgrind, **{"refs": True} cost ~1290 instructions more
+    # than refs=True spelled out and **{} ~600 more than no keyword, so the harness charged refs
+    # about 700 instructions of call overhead (more than refs=True's own ~420 over refs=False).
+    encoded = bytes(qwire.dumps(data, refs=refs))
+    if refs:
+        return (lambda: qwire.dumps(data, refs=True)), (lambda: qwire.loads(encoded))
+    return (lambda: qwire.dumps(data)), (lambda: qwire.loads(encoded))
 
 
 def _pickle(data):

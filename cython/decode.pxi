@@ -417,6 +417,7 @@ cdef class Decoder:
                 _fail(f"{s.end - s.pos} bytes left over after the message's value", s.pos)
             if iterator is not None and next(iterator, _NO_BUFFER) is not _NO_BUFFER:
                 _fail(f"more out-of-band buffers were given than the message's {s.oob_count}", s.end)
+            _dec_state_done(&s)     # refs.pxi: kept for the next message (the finally drops it after a failure)
             return result
         finally:
             if gc_was_enabled:

@@ -269,6 +269,7 @@ cdef class Encoder:
         w.refs = self.refs
         w.rec_n = 0
         cdef object layout = None
+        cdef bint ok = False
         try:
             if self.refs:
                 _enc_state(&w, self)
@@ -282,6 +283,7 @@ cdef class Encoder:
                     layout.append((w.run_start, w.len))
             self._finish_header(&w, msg_type)
             self._kc_store(&w)
+            ok = True
         except BaseException as exc:
             PyMem_Free(w.buf)
             if isinstance(exc, EncodeError) and _is_cycle_error(exc):
@@ -289,7 +291,7 @@ cdef class Encoder:
             raise
         finally:
             Py_XDECREF(w.layout)
-            Py_XDECREF(w.xs)
+            _enc_state_done(&w, ok)         # refs.pxi: kept for the next call only after a success
             _forget_record(&w)
         return _message_take(w.buf, w.len, w.len + w.ext_total, layout)
 

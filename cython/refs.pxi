@@ -25,7 +25,7 @@ from qwire import registry as _registry
 from qwire.errors import UnregisteredTypeError
 
 from cpython.dict cimport PyDict_GetItemWithError
-from cpython.ref cimport Py_REFCNT
+from cpython.ref cimport Py_DECREF, Py_REFCNT
 from libc.string cimport memset
 cimport cython
 
@@ -118,7 +118,7 @@ cdef inline PtrSlot* _pm_slot(PtrMap* m, void* k) noexcept nogil:
 
 
 cdef inline Py_ssize_t _pm_get(PtrMap* m, void* k) noexcept nogil:
-    if m.slots == NULL:
+    if m.slots == NULL or m.used == 0:      # (the first object of a message: nothing to hash)
         return -1
     cdef PtrSlot* slot = _pm_slot(m, k)
     return slot.value if slot.key != NULL else -1
@@ -270,17 +270,66 @@ cdef class _EncState:
         _pm_free(&self.active)
 
 
+# One emptied state kept between calls: making and freeing one (a GC-tracked object) was most of
+# what refs=True added to a small message. Taking it sets the global to None, so a nested or
+# concurrent encode (another thread while this one runs Python code) makes its own; the GIL
+# guards the global, and nothing between a check and an assignment runs Python code.
+cdef _EncState _enc_spare = None
+
+
 cdef _EncState _enc_state(WState* w, Encoder enc):
+    global _enc_spare
     cdef _EncState xs
     if w.xs != NULL:
         return <_EncState>w.xs
-    xs = _EncState.__new__(_EncState)      # zeroed memory, small table included
-    xs.memo.slots = xs.small
-    xs.memo.mask = 15
+    xs = _enc_spare
+    if xs is not None:
+        _enc_spare = None
+    else:
+        xs = _EncState.__new__(_EncState)      # zeroed memory, small table included
+        xs.memo.slots = xs.small
+        xs.memo.mask = 15
     xs.ext = enc._ext
     Py_INCREF(xs)
     w.xs = <PyObject*>xs
     return xs
+
+
+cdef void _enc_state_done(WState* w, bint ok) noexcept:
+    """The end of an encode call (Encoder._encode's finally): w.xs released; after a message
+    written in full, emptied and kept for the next call. After a failure it is dropped, whatever
+    the failure left in it (a half-written cycle in `active`, a raised suspend count)."""
+    global _enc_spare
+    if w.xs == NULL:
+        return
+    cdef _EncState xs = <_EncState>w.xs
+    Py_DECREF(xs)                  # w.xs's reference (xs holds its own)
+    w.xs = NULL
+    if not ok or _enc_spare is not None:
+        return
+    cdef int i
+    if xs.memo.used:
+        _pm_free(&xs.memo)         # a table grown past the small one goes back to the heap
+        for i in range(16):        # keys only: a slot's value is read only where its key is set
+            xs.small[i].key = NULL
+        xs.memo.slots = xs.small
+        xs.memo.mask = 15
+        xs.memo.used = 0
+    if xs.active.slots != NULL:
+        _pm_free(&xs.active)
+        xs.active.mask = 0
+        xs.active.used = 0
+    xs.ext_depth = 0
+    xs.suspend = 0
+    xs.untracked = NULL
+    xs.wrapping = NULL
+    if xs.by_type is not None:
+        xs.by_type = None          # the registry may change before the next call
+    xs.ext = None
+    if xs.keep is not None:
+        xs.keep = None             # may free values, run their __del__: before xs is shared again
+    if _enc_spare is None:
+        _enc_spare = xs
 
 
 cdef inline dict _by_type(_EncState xs):
@@ -591,15 +640,61 @@ cdef class _DecState:
     cdef _CEntry last            # the class of the last registered object (the next is often the same)
 
 
+cdef extern from "Python.h":
+    ctypedef struct PyListObject:
+        PyObject** ob_item
+    void Py_SET_SIZE(object o, Py_ssize_t size)
+
+# One emptied state kept between calls, as _enc_spare is for the encoder (taken and given back
+# under the GIL the same way). It holds nothing of a message once that has been decoded: the
+# decoder gives it back emptied after a success (_dec_state_done), and drops it after a failure.
+cdef _DecState _dec_spare = None
+
+
 cdef _DecState _dec_state(DState* s):
+    global _dec_spare
     cdef _DecState st
     if s.xs != NULL:
         return <_DecState>s.xs
-    st = _DecState.__new__(_DecState)
-    st.refs = []
+    st = _dec_spare
+    if st is not None:
+        _dec_spare = None
+    else:
+        st = _DecState.__new__(_DecState)
+        st.refs = []
     Py_INCREF(st)
     s.xs = <PyObject*>st
     return st
+
+
+cdef void _dec_state_done(DState* s) noexcept:
+    """A message decoded in full (Decoder._decode, before it returns): s.xs emptied and kept for the
+    next message. (After a failure, Decoder._decode's finally drops s.xs instead.)"""
+    global _dec_spare
+    if s.xs == NULL:
+        return
+    cdef _DecState st = <_DecState>s.xs
+    Py_DECREF(st)                  # s.xs's reference (st holds its own)
+    s.xs = NULL
+    if _dec_spare is not None:
+        return
+    st.by_name = None              # the registry may change before the next message
+    st.last = None
+    cdef list refs = st.refs
+    cdef Py_ssize_t n = PyList_GET_SIZE(refs), i
+    cdef PyObject** items
+    if n > 64:
+        st.refs = []               # a long list is not kept
+    elif n:
+        # Emptied in place, keeping its allocation (the next message's appends reuse it). The
+        # size goes to 0 first: releasing an item may run a __del__, and nothing may then see
+        # the list holding items already released.
+        items = (<PyListObject*><PyObject*>refs).ob_item
+        Py_SET_SIZE(refs, 0)
+        for i in range(n):
+            Py_XDECREF(items[i])
+    if _dec_spare is None:
+        _dec_spare = st
 
 
 cdef inline dict _by_name(DState* s, _DecState st):
@@ -828,7 +923,10 @@ cdef object _decode_define_dict(DState* s, _DecState st, Py_ssize_t start, int d
         _fail(f"dictionary definition has {nk} keys but a different number of values", start, QT_DICT)
     try:
         for i in range(nk):
-            d[keys[i]] = _decode_item(s, depth + 2)
+            # PyDict_SetDefault: one lookup that inserts (a repeated key keeps its first value,
+            # and the count check below refuses the dictionary either way), cheaper than d[k] = v.
+            value = _decode_item(s, depth + 2)
+            PyDict_SetDefault(d, <object>PyList_GET_ITEM(keys, i), value)
     except TypeError as e:
         _fail(f"a dictionary key is unhashable ({e})", start, QT_DICT)
     if len(d) != nk:

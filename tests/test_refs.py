@@ -3,9 +3,11 @@ where a cycle is an EncodeError that says where it is, never a RecursionError or
 from __future__ import annotations
 
 import dataclasses
+import gc
 import pickle
 import time
 import typing
+import weakref
 
 import numpy as np
 import pytest
@@ -365,3 +367,159 @@ def test_points_and_pairs_share_through_refs():
     pair = Pair(p, p)
     q = qwire.loads(qwire.dumps([pair, pair], refs=True, registry=REGISTRY), registry=REGISTRY)
     assert q[0] is q[1] and q[0].left is q[0].right
+
+
+
+# ---- the state kept between calls (refs.pxi: _enc_spare, _dec_spare) ------------------------------------
+# One emptied state is reused from call to call; these check that nothing of one message reaches
+# the next: not its indices, not its tracked addresses, not its objects, and not after a failure.
+
+class Tracked:
+    """Registered with encode/decode; remembers (weakly) every instance the decoder builds."""
+    built: list = []
+
+    def __init__(self, value=None):
+        self.value = value
+
+
+def _build_tracked(value):
+    t = Tracked(value)
+    Tracked.built.append(weakref.ref(t))
+    return t
+
+
+REG.register(Tracked, encode=lambda t: t.value, decode=_build_tracked)
+
+
+def test_indices_start_again_at_zero_after_a_message():
+    a, b = [1], [1]
+    first = bytes(qwire.dumps([a, a], refs=True))
+    assert bytes(qwire.dumps([b, b], refs=True)) == first
+    assert first.endswith(bytes.fromhex("7021fa01000000"))     # the outer list is #0, a is #1
+    # a reference to #0 with nothing defined before it, right after a message that defined #0
+    qwire.loads(first)
+    with pytest.raises(qwire.DecodeError, match="not defined before this point"):
+        qwire.loads(message(bytes.fromhex("7021fa00000000")))
+
+
+def test_addresses_of_the_last_message_are_forgotten():
+    # The memo holds addresses; freed objects' addresses are soon reused by new ones. Distinct new
+    # objects must each be defined, never written as references to the last message's objects.
+    for n in (3, 40):          # within the memo's first table, and grown past it
+        for _ in range(20):
+            shared = [[i] for i in range(n)]
+            x = qwire.loads(qwire.dumps(shared + shared, refs=True))
+            assert all(x[i] is x[i + n] for i in range(n))
+            del shared, x
+            fresh = [[i] for i in range(2 * n)]
+            y = qwire.loads(qwire.dumps(fresh, refs=True))
+            assert y == fresh and len({id(v) for v in y}) == 2 * n
+
+
+def _tuple_cycle():
+    t = ([],)
+    t[0].append(t)
+    return [t, (t,), Selfish()]
+
+
+ENC_FAILURES = [
+    lambda: [[1], Selfish()],                                   # a cycle no decoder can rebuild, after a definition
+    _tuple_cycle,                                               # fails with tuples being written (the active table)
+    lambda: [[1]] * 3 + [Wrapper([object()])],                  # refused inside a custom record's payload
+    lambda: [list(range(i)) for i in range(30)] + [object()],   # a grown memo, then a refusal
+]
+
+
+@pytest.mark.parametrize("bad", ENC_FAILURES, ids=["cycle", "active", "payload", "grown"])
+def test_an_encoder_after_a_failed_message_writes_the_next_one_identically(bad):
+    a = [1]
+    goods = [[a, a], {"k": a, "j": [a, (a,)]}, Wrapper([a, a]), [Node("n", a), a], list(range(5)),
+             [[i] for i in range(20)] * 2]
+    expected = [bytes(qwire.Encoder(refs=True, registry=REG).encode(g)) for g in goods]
+    enc = qwire.Encoder(refs=True, registry=REG)
+    for _ in range(3):
+        with pytest.raises(qwire.EncodeError):
+            qwire.dumps(bad(), refs=True, registry=REG)
+        assert [bytes(qwire.dumps(g, refs=True, registry=REG)) for g in goods] == expected
+        with pytest.raises(qwire.EncodeError):
+            enc.encode(bad())
+        assert [bytes(enc.encode(g)) for g in goods] == expected
+
+
+def _truncations(msg):
+    body = msg[8:]
+    return [message(body[:k]) for k in range(1, len(body))]
+
+
+def test_a_decoder_after_a_failed_message_decodes_the_next_one_identically():
+    a = [1]
+    goods = [[a, a], {"k": a, "j": [a, (a,)]}, [Node("n", a), a], Wrapper([a, a]), [[a, a]] * 2,
+             [Tracked([a]), a] * 2]
+    msgs = [bytes(qwire.dumps(g, refs=True, registry=REG)) for g in goods]
+    dec = qwire.Decoder(registry=REG)
+    first = [dec.decode(m) for m in msgs]
+    bads = [message(bytes.fromhex(m[1].replace(" ", ""))) for m in MALFORMED]
+    for m in msgs:
+        bads += _truncations(m)                # failing after definitions, references, built objects
+    for bad in bads:
+        for decode in (dec.decode, lambda m: qwire.loads(m, registry=REG)):
+            with pytest.raises(qwire.DecodeError):
+                decode(bad)
+        for m, f in zip(msgs, first):
+            for got in (dec.decode(m), qwire.loads(m, registry=REG)):
+                assert type(got) is type(f)
+                assert bytes(qwire.dumps(got, refs=True, registry=REG)) == m    # the same values and sharing
+
+
+def test_no_decoded_object_outlives_its_message():
+    Tracked.built.clear()
+    ok = bytes(qwire.dumps([Tracked([1]), Tracked([2])] * 2, refs=True, registry=REG))
+    x = qwire.loads(ok, registry=REG)
+    assert x[0] is x[2] and x[1] is x[3]
+    del x
+    with pytest.raises(qwire.DecodeError):     # fails after building both objects
+        qwire.loads(message(ok[8:-1]), registry=REG)
+    gc.collect()
+    assert len(Tracked.built) == 4 and all(r() is None for r in Tracked.built)
+
+
+def test_values_made_while_writing_are_released_after_the_message():
+    made = []
+
+    class Made:
+        pass
+
+    def encode(v):
+        n = Node("made")          # a registered object the encode function makes: kept while writing
+        made.append(weakref.ref(n))
+        return n
+
+    reg = qwire.Registry()
+    reg.register(Node)
+    reg.register(Made, encode=encode, decode=lambda v: Made())
+    qwire.dumps([Made(), Made()], refs=True, registry=reg)
+    with pytest.raises(qwire.EncodeError):
+        qwire.dumps([Made(), object()], refs=True, registry=reg)
+    gc.collect()
+    assert len(made) == 3 and all(r() is None for r in made)
+
+
+def test_nested_calls_from_encode_and_decode_functions():
+    # A custom encode/decode function that itself calls dumps/loads with refs=True runs while the
+    # outer call holds its state: the inner call must get its own, and the outer one go on unharmed.
+    inner_a = [7]
+    inner = bytes(qwire.dumps([inner_a, inner_a], refs=True))
+
+    class Outer:
+        pass
+
+    def decode(v):
+        y = qwire.loads(inner)
+        assert y[0] is y[1]
+        return v
+
+    reg = qwire.Registry()
+    reg.register(Outer, encode=lambda o: qwire.loads(qwire.dumps([inner_a, inner_a], refs=True)), decode=decode)
+    a = [1]
+    x = qwire.loads(qwire.dumps([a, Outer(), a, Outer(), a], refs=True, registry=reg), registry=reg)
+    assert x[0] is x[2] is x[4] and x[1] == x[3] == [[7], [7]]

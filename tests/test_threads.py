@@ -21,7 +21,7 @@ import qwire
 from fuzz import hostile
 from qwire import compression
 from qwire.errors import DecodeError, QError
-from strategies import same
+from strategies import message, same
 
 THREADS = 8
 SECONDS = 4.0
@@ -207,3 +207,77 @@ def test_decoder_state_after_failure():
             assert decode_with(dec, (kind, (data[0], data[1][:0])))[0] == "DecodeError"
         for g, first in zip(goods[:5], firsts[:5]):
             assert agree(decode_with(dec, g), first)
+
+
+class _Slow:
+    """Registered with encode/decode functions that run Python code (so threads switch in the
+    middle of a message) and hold references of their own."""
+
+    def __init__(self, items):
+        self.items = items
+
+
+def _slow_encode(s):
+    sum(range(50))
+    return s.items
+
+
+def _slow_decode(items):
+    sum(range(50))
+    return _Slow(items)
+
+
+def test_refs_states_shared_between_threads(fast_switching):
+    """refs=True from many threads at once, through dumps/loads and through one shared Encoder and
+    Decoder, good messages mixed with failing ones: each state taken by one call is used by that
+    call only (the others make their own), so every message comes out as single-threaded."""
+    reg = qwire.Registry()
+    reg.register(_Slow, encode=_slow_encode, decode=_slow_decode)
+    a, b = [1, "x"], {"k": [2.5]}
+    vals = [[a, a, b, b], {"p": a, "q": [_Slow([a, b]), a, b]}, [_Slow([a]), _Slow([b, b])] * 3,
+            [[i] for i in range(30)] * 2, (a, [a, (b,)])]
+    expected = [bytes(qwire.dumps(v, refs=True, registry=reg)) for v in vals]
+    bad_values = [[a, object()], [a, _Slow([a, object()])]]
+    bad_msgs = [message(e[8:k]) for e in expected for k in (9, len(e) // 2, len(e) - 1)]
+    shared_enc = qwire.Encoder(refs=True, registry=reg)
+    shared_dec = qwire.Decoder(registry=reg)
+    mismatches, errors = [], []
+
+    def worker(t):
+        rng = random.Random(t)
+        try:
+            for _ in range(1000):
+                r = rng.random()
+                j = rng.randrange(len(vals))
+                if r < 0.3:
+                    enc = shared_enc.encode if r < 0.15 else (lambda v: qwire.dumps(v, refs=True, registry=reg))
+                    if bytes(enc(vals[j])) != expected[j]:
+                        mismatches.append(("encode", j))
+                elif r < 0.6:
+                    dec = shared_dec.decode if r < 0.45 else (lambda m: qwire.loads(m, registry=reg))
+                    got = dec(expected[j])
+                    if bytes(qwire.dumps(got, refs=True, registry=reg)) != expected[j]:
+                        mismatches.append(("decode", j))
+                elif r < 0.8:
+                    try:
+                        shared_enc.encode(rng.choice(bad_values))
+                        mismatches.append(("no EncodeError",))
+                    except qwire.EncodeError:
+                        pass
+                else:
+                    try:
+                        shared_dec.decode(rng.choice(bad_msgs))
+                        mismatches.append(("no DecodeError",))
+                    except DecodeError:
+                        pass
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(THREADS)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    assert not any(th.is_alive() for th in threads), "a thread hung"
+    assert not errors, errors[:3]
+    assert not mismatches, f"{len(mismatches)} mismatches, e.g. {mismatches[:3]}"
