@@ -5,6 +5,7 @@ The module is one compiled unit; this file is its table of contents:
   constants.pxi  q type codes, widths, sentinels, epochs, default limits
   cutil.pxi      byte swapping, overflow checks, civil-date arithmetic
   message.pxi    Message: the result of dumps (buffer protocol, segments, vectored writes)
+  write.pxi      the encoder's output buffer and its byte writers
   encode.pxi     Encoder: Python values -> q bytes
   budget.pxi     what decoded values cost in memory: the decoder's memory bound
   symtab.pxi     per-call symbol intern table used by the decoder
@@ -13,7 +14,8 @@ The module is one compiled unit; this file is its table of contents:
   decode_values.pxi      ... atoms and vectors
   decode_containers.pxi  ... dictionaries, tables and q functions
   prescan.pxi    refusing nesting past max_depth without unwinding max_depth levels
-  refs.pxi       extension records: registered objects, references, the Python handler
+  refs.pxi       extension records: registered objects, references, the Python handler; writing
+  refs_read.pxi  ... reading them
   api.pxi        dumps and loads
 """
 import sys
@@ -135,6 +137,7 @@ cdef object _new_keyed_table(object keys, object values, bint sorted_):
 include "constants.pxi"
 include "cutil.pxi"
 include "message.pxi"
+include "write.pxi"
 include "encode.pxi"
 include "budget.pxi"
 include "symtab.pxi"
@@ -144,4 +147,5 @@ include "decode_values.pxi"
 include "decode_containers.pxi"
 include "prescan.pxi"
 include "refs.pxi"
+include "refs_read.pxi"
 include "api.pxi"

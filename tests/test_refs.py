@@ -370,7 +370,7 @@ def test_points_and_pairs_share_through_refs():
 
 
 
-# ---- the state kept between calls (refs.pxi: _enc_spare, _dec_spare) ------------------------------------
+# ---- the state kept between calls (refs.pxi: _enc_spare; refs_read.pxi: _dec_spare) ------------------------------------
 # One emptied state is reused from call to call; these check that nothing of one message reaches
 # the next: not its indices, not its tracked addresses, not its objects, and not after a failure.
 
