@@ -151,11 +151,14 @@ def cmd_fuzz(args):
 
 
 def _build_commit(build):
-    """The commit a build.sh build was made from (its COMMIT file), if known."""
-    try:
-        return " ".join(open(os.path.join(build, "COMMIT")).read().split()) if build else None
-    except OSError:
+    """The commit a build.sh build was made from (its COMMIT file), if known. A build without one
+    is older than the file: "unknown", never the work tree's commit, which it may not contain."""
+    if not build:
         return None
+    try:
+        return " ".join(open(os.path.join(build, "COMMIT")).read().split())
+    except OSError:
+        return "unknown"
 
 
 def _execs(text):
