@@ -8,11 +8,12 @@
 # offset and type) is raised at once, PRESCAN_DEPTH levels down instead of max_depth.
 #
 # The walk only vouches for what it mirrors exactly: atoms, vectors, general lists, primitives,
-# projections and compositions, derived functions (none of which the decoder checks after its
-# items), and dicts (not the symbol-keyed record path) and tables on the way to the too-deep item
-# (their checks after their items never run when an item inside fails; one that completes before
-# it ends the walk). Anything else (lambdas, extension records, a message in segments) or anything
-# the decoder would refuse for another reason ends the walk with no verdict, and the decoder
+# projections and compositions, derived functions, records with distinct keys (none of which the
+# decoder checks after its items), and dicts, tables and the Python handler's extension records on
+# the way to the too-deep item (their checks after their items never run when an item inside
+# fails; one that completes before it ends the walk). Anything else (lambdas, the core's own
+# extension records: references and registered objects, a message in segments) or anything the
+# decoder would refuse for another reason ends the walk with no verdict, and the decoder
 # proceeds as before and reports what it finds. Each byte below PRESCAN_DEPTH is walked at
 # most once (the decoder enters PRESCAN_DEPTH once per subtree), so benign data that deep pays a
 # scan without allocations on top of its decoding.
@@ -172,11 +173,37 @@ cdef Py_ssize_t _too_deep_at(DState* s, Py_ssize_t pos, int depth) noexcept:
             left[level] = 1
             checks_after[level] = 0
             continue
-        elif t == QT_DICT or t == QT_SORTED_DICT:
-            # keys then values, one level down; a dict with plain symbol keys takes the decoder's
-            # record path instead (keys and values list read without their own depth checks)
-            if t == QT_DICT and end - pos >= 7 and b[pos + 1] == QT_SYMBOL and b[pos + 2] == 0:
+        elif t == QT_DICT and end - pos >= 7 and b[pos + 1] == QT_SYMBOL and b[pos + 2] == 0:
+            # a dict with plain symbol keys: the decoder's record path (_decode_record)
+            pos = _record_values_at(b, pos, end, s.swap, &n)
+            if pos < 0:
+                break               # a shape or fault this walk leaves to the decoder
+            level += 1
+            if n >= 0:
+                if n == 0:
+                    level -= 1      # no values: the record is complete
+                else:
+                    left[level] = n             # the values, one by one, one level down
+                    checks_after[level] = 0
+                    continue
+            else:
+                left[level] = 1                 # the values as one item, checked after
+                checks_after[level] = 1
+                continue
+        elif t == QT_EXTENSION:
+            # an extension record for the Python handler: its payload, one level down, then the
+            # handler's checks; the core's own records (references, registered objects, out-of-band
+            # buffers) and unknown codes are left to the decoder
+            if s.ext == NULL or end - pos < 2 or not (_CODE_CLASS[b[pos + 1]] == CODE_LEAF
+                                                       or _CODE_CLASS[b[pos + 1]] == CODE_CONTAINER):
                 break
+            pos += 2
+            level += 1
+            left[level] = 1
+            checks_after[level] = 1
+            continue
+        elif t == QT_DICT or t == QT_SORTED_DICT:
+            # keys then values, one level down
             pos += 1
             level += 1
             left[level] = 2
@@ -207,3 +234,47 @@ cdef Py_ssize_t _too_deep_at(DState* s, Py_ssize_t pos, int depth) noexcept:
             break                   # the walked item is complete (nothing too deep), or no verdict
     PyMem_Free(heap)
     return result
+
+
+cdef enum:
+    RECORD_WALK_KEYS = 32   # records with more keys are left to the decoder (the check below is pairwise)
+
+
+cdef Py_ssize_t _record_values_at(const unsigned char* b, Py_ssize_t pos, Py_ssize_t end, bint swap,
+                                  Py_ssize_t* n_values) noexcept:
+    """The record at pos (99, then a symbol vector without attribute), walked as _decode_record
+    reads it: the keys without depth checks; then, when they are distinct and a plain general list
+    of as many values follows, the values one by one at the next depth (*n_values = their count,
+    and the result is where the first starts), or else the values as one item at the next depth,
+    checked after (*n_values = -1, the result is where that item starts). -1: a fault, repeated
+    keys or more than RECORD_WALK_KEYS of them, which the walk does not vouch for."""
+    cdef uint32_t u32
+    cdef Py_ssize_t n, i, j, u
+    cdef const void* z
+    cdef Py_ssize_t key_at[RECORD_WALK_KEYS]
+    cdef Py_ssize_t key_len[RECORD_WALK_KEYS]
+    memcpy(&u32, b + pos + 3, 4)
+    n = qw_bswap32(u32) if swap else u32
+    pos += 7
+    if n > RECORD_WALK_KEYS or n > end - pos:
+        return -1
+    for i in range(n):
+        z = memchr(b + pos, 0, end - pos)
+        if z == NULL:
+            return -1
+        key_at[i] = pos
+        key_len[i] = (<const unsigned char*>z - b) - pos
+        pos += key_len[i] + 1
+        for j in range(i):
+            if key_len[j] == key_len[i] and memcmp(b + key_at[j], b + key_at[i], key_len[i]) == 0:
+                return -1   # repeated keys: the decoder's paths depend on what it saw before
+    if end - pos >= 6 and b[pos] == QT_LIST and b[pos + 1] == 0:
+        memcpy(&u32, b + pos + 2, 4)
+        u = qw_bswap32(u32) if swap else u32
+        if u > end - pos - 6:
+            return -1       # a count lie: the decoder's error, not a depth one
+        if u == n and n <= (end - pos - 6) // 2:
+            n_values[0] = n
+            return pos + 6
+    n_values[0] = -1
+    return pos

@@ -647,6 +647,7 @@ def test_encoder_deep_nesting_never_crashes():
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+import pyvalues  # noqa: E402
 import strategies  # noqa: E402
 
 
@@ -707,8 +708,26 @@ def test_early_depth_refusal_agrees_with_decoding_item_by_item(msg, max_depth, d
     if data.draw(st.booleans()):
         i = data.draw(st.integers(0, len(body) - 1))
         body = body[:i] + bytes([data.draw(st.integers(0, 255))]) + body[i + 1:]
-    plain = _outcome(qwire.Decoder(max_depth=max_depth), hostile.message(body))
-    wrapped = _outcome(qwire.Decoder(max_depth=max_depth + 16), hostile.message(b"\x00\x00\x01\x00\x00\x00" * 16 + body))
+    _assert_same_outcome_16_lists_deeper(body, max_depth)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(pyvalues.python_values(max_leaves=16), st.integers(1, 6), st.data())
+def test_early_depth_refusal_agrees_for_python_values(value, max_depth, data):
+    """As above for Python values: records (symbol-keyed dicts) and the handler's extension
+    records (tuples, sets...) on the way, which prescan.pxi walks too, and registered objects and
+    references, which it leaves to the decoder."""
+    body = bytes(qwire.dumps(value, registry=pyvalues.REGISTRY, refs=data.draw(st.booleans())))[8:]
+    if data.draw(st.booleans()):
+        i = data.draw(st.integers(0, len(body) - 1))
+        body = body[:i] + bytes([data.draw(st.integers(0, 255))]) + body[i + 1:]
+    _assert_same_outcome_16_lists_deeper(body, max_depth, registry=pyvalues.REGISTRY)
+
+
+def _assert_same_outcome_16_lists_deeper(body, max_depth, **options):
+    plain = _outcome(qwire.Decoder(max_depth=max_depth, **options), hostile.message(body))
+    wrapped = _outcome(qwire.Decoder(max_depth=max_depth + 16, **options),
+                       hostile.message(b"\x00\x00\x01\x00\x00\x00" * 16 + body))
     if body[0] == 0x80:
         # type -128 first: a whole-message q error (well-formed or not) on its own, but inside a
         # list it is refused as such, at the item's offset, whatever follows the type byte

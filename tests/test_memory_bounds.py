@@ -344,16 +344,30 @@ def test_worst_case_time_is_linear(shape):
     assert r_big <= 3 * r_small, f"{shape}: {r_big * 1e9:.2f} ns/byte at 10^6 vs {r_small * 1e9:.2f} at 10^5"
 
 
+# One level of each nesting shape, around the next level's bytes.
+_RECORD_LEVEL = b"\x63\x0b\x00\x01\x00\x00\x00a\x00\x00\x00\x01\x00\x00\x00"    # {"a": ...}
+_TUPLE_LEVEL = b"\x70\x01\x00\x00\x01\x00\x00\x00"                                 # (..., )
+_LIST_LEVEL = b"\x00\x00\x01\x00\x00\x00"                                           # [...]
+DEEP = {
+    "lists": lambda: h.nested_lists(300),
+    "records": lambda: h.message(_RECORD_LEVEL * 300 + b"\xff\x01"),
+    "tuples": lambda: h.message(_TUPLE_LEVEL * 300 + b"\xff\x01"),
+    "lists, records and tuples": lambda: h.message((_LIST_LEVEL + _RECORD_LEVEL + _TUPLE_LEVEL) * 100 + b"\xff\x01"),
+}
+
+
+@pytest.mark.parametrize("shape", DEEP)
 @measured_again()
-def test_rejecting_deep_nesting_is_within_5x_of_benign(benign):
+def test_rejecting_deep_nesting_is_within_5x_of_benign(shape, benign):
     def reject(data):
         try:
             qwire.loads(data)
-        except DecodeError:
+        except DecodeError as e:
+            assert "max_depth" in e.reason
             return None
         raise AssertionError("decoded")
 
-    deep = h.nested_lists(300)
+    deep = DEEP[shape]()
     rate = statistics.median(per_byte(lambda d: [reject(d) for _ in range(200)], deep, repeat=3, gc_on=False)
                              for _ in range(1)) / 200
     base = benign_rate(benign, gc_on=False)
