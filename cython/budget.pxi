@@ -26,6 +26,7 @@ cdef extern from *:
 cdef enum:
     EXPANSION_SLACK = 1 << 20      # bytes every message may take beyond max_expansion x its size
     COST_SLOT = 8                  # a pointer in a list, tuple or object array
+    FREED_BUT_KEPT = 64 * 1024     # freed lists and dicts CPython keeps for reuse (decode.pxi)
 
 DEFAULT_MAX_EXPANSION = 16
 
@@ -38,15 +39,20 @@ cdef Py_ssize_t COST_STR_COMPACT = _sys.getsizeof("\xe9") - 2
 # strides of one dimension.
 cdef Py_ssize_t COST_ARRAY = _sys.getsizeof(np.frombuffer(b"x", dtype=np.uint8)) + 2 * sizeof(cnp.npy_intp)
 cdef Py_ssize_t COST_MEMORYVIEW = _sys.getsizeof(memoryview(b""))
-# Every number or temporal atom is charged the largest of them: int64 and float, NumPy scalars, the
-# datetime module's values and qwire's DateTime and Timestamp.
-cdef Py_ssize_t COST_ATOM = max(
+# A number or temporal atom is charged the largest of what its width can decode to: 2 bytes a
+# NumPy int16; 4 bytes NumPy int32/float32 or temporals (datetime64, timedelta64, date, time);
+# 8 bytes int64 or float, NumPy temporals, datetime and timedelta, qwire's DateTime and Timestamp.
+cdef Py_ssize_t COST_ATOM2 = _sys.getsizeof(np.int16(1))
+cdef Py_ssize_t COST_ATOM4 = max(
+    _sys.getsizeof(np.int32(1)), _sys.getsizeof(np.float32(1)),
+    _sys.getsizeof(np.datetime64(1, "M")), _sys.getsizeof(np.timedelta64(1, "m")),
+    _sys.getsizeof(_dt.date(2000, 1, 1)), _sys.getsizeof(_dt.time(1, 1, 1, 1000)))
+cdef Py_ssize_t COST_ATOM8 = max(
     _sys.getsizeof(-(1 << 63)), _sys.getsizeof(1.0),
-    _sys.getsizeof(np.int16(1)), _sys.getsizeof(np.int32(1)), _sys.getsizeof(np.float32(1)),
     _sys.getsizeof(np.datetime64(1, "ns")), _sys.getsizeof(np.timedelta64(1, "ns")),
-    _sys.getsizeof(_dt.datetime(2000, 1, 1, 1, 1, 1, 1)), _sys.getsizeof(_dt.date(2000, 1, 1)),
-    _sys.getsizeof(_dt.time(1, 1, 1, 1)), _sys.getsizeof(_dt.timedelta(1, 1, 1)),
+    _sys.getsizeof(_dt.datetime(2000, 1, 1, 1, 1, 1, 1)), _sys.getsizeof(_dt.timedelta(1, 1, 1)),
     _sys.getsizeof(DateTime(0.5)), _sys.getsizeof(Timestamp(1)))
+cdef Py_ssize_t COST_ATOM = max(COST_ATOM2, COST_ATOM4, COST_ATOM8)
 cdef Py_ssize_t COST_UUID = _sys.getsizeof(uuid.UUID(int=(1 << 128) - 1)) + _sys.getsizeof((1 << 128) - 1)
 
 

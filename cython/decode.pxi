@@ -36,6 +36,7 @@ cdef struct DState:
     Py_ssize_t seg_i
     Py_ssize_t spent                 # bytes charged for the values made so far (budget.pxi) ...
     Py_ssize_t limit                 # ... and the most they may take
+    Py_ssize_t shown_limit           # the limit as the options state it (for the error)
     Py_ssize_t size                  # the message's length, for the error that says so
 
 
@@ -55,7 +56,7 @@ cdef inline int _charge(DState* s, Py_ssize_t nbytes, Py_ssize_t at) except -1:
 
 
 cdef int _over_budget(DState* s, Py_ssize_t at) except -1:
-    raise DecodeError(f"decoding this {s.size}-byte message needs more than its memory limit of {s.limit} bytes "
+    raise DecodeError(f"decoding this {s.size}-byte message needs more than its memory limit of {s.shown_limit} bytes "
                       f"(max_expansion x its size + 1 MiB, or max_decoded_size); a trusted sender's message may "
                       f"pass a larger max_expansion= or max_decoded_size= (SECURITY.md)", at, None)
 
@@ -392,11 +393,19 @@ cdef class Decoder:
         s.size = total_len
         s.spent = 0
         if self._expansion < 0:
-            s.limit = self._decoded_cap
+            s.limit = s.shown_limit = self._decoded_cap
         else:
             # in double: a huge ratio or message saturates at the cap instead of overflowing
             lim = self._expansion * <double>total_len + EXPANSION_SLACK
-            s.limit = self._decoded_cap if lim >= <double>self._decoded_cap else <Py_ssize_t>lim
+            if lim >= <double>self._decoded_cap:
+                s.limit = s.shown_limit = self._decoded_cap
+            else:
+                s.shown_limit = <Py_ssize_t>lim
+                # Freed objects CPython keeps for reuse (up to 80 lists, 80 dicts and their key
+                # tables) still count as allocated, so what is credited back when decoding frees
+                # a temporary can be that much short of what the allocator sees: kept out of the
+                # 1 MiB of slack.
+                s.limit = s.shown_limit - FREED_BUT_KEPT
         iterator = None
         s.buffers = NULL
         if buffers is not None:
@@ -564,6 +573,10 @@ cdef object _decode_extension(DState* s, Py_ssize_t start, int depth):
         raise
     s.spent -= before
     _charge(s, _object_cost(value), start)
+    if type(payload) is list and value is not payload:
+        # the payload list, charged when it was decoded, is freed on return (the value holds its
+        # items, not it)
+        s.spent -= COST_LIST + COST_SLOT * PyList_GET_SIZE(payload)
     s.last_code = QT_EXTENSION
     return value
 

@@ -148,7 +148,15 @@ cdef object _as_python_dict(DState* s, object keys, int key_code, list values, P
         return None
     s.spent -= before
     _charge(s, _object_cost(d), start)
-    return d if len(d) == n else None
+    if len(d) != n:
+        return None
+    # The dict is the value: the keys' list (or array) and the values' list, charged as they were
+    # decoded, and the list made from a key array, are freed once the caller returns it.
+    if key_code == QT_SYMBOL:       # the key array, the list made from it, the values' list
+        s.spent -= COST_ARRAY + 2 * COST_LIST + 3 * COST_SLOT * n
+    else:                           # the keys' list and the values' list
+        s.spent -= 2 * COST_LIST + 2 * COST_SLOT * n
+    return d
 
 
 cdef object _decode_table(DState* s, Py_ssize_t start, int depth):
@@ -187,7 +195,10 @@ cdef object _decode_table(DState* s, Py_ssize_t start, int depth):
         out[name] = col
     s.last_code = QT_TABLE
     _charge(s, _object_cost(out), start)
-    return _charged(s, _new_table(out, ATTRIBUTES[attr]), start)
+    table = _charged(s, _new_table(out, ATTRIBUTES[attr]), start)
+    # The names (array and list) and the list of columns are freed on return: their charge too.
+    s.spent -= 2 * COST_LIST + COST_ARRAY + COST_SLOT * (2 * len(name_list) + len(cols))
+    return table
 
 
 # ---- functions ---------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ cdef object _decode_atom(DState* s, int code, Py_ssize_t start):
                 _fail(f"boolean byte must be 0 or 1, not {p[0]}", start + 1, -1)
             return p[0] == 1
         return _small_atom(code, p[0])
-    _charge(s, COST_UUID if width == 16 else COST_ATOM, start)
+    _charge(s, COST_ATOM8 if width == 8 else COST_ATOM4 if width == 4 else COST_ATOM2 if width == 2 else COST_UUID, start)
     if width == 2:
         memcpy(&u16, p, 2)
         if s.swap:
@@ -203,7 +203,7 @@ cdef list _decode_list(DState* s, Py_ssize_t n, int depth, Py_ssize_t start):
         if s.end - s.pos >= 9:
             t = <int8_t>s.buf[s.pos]
             if t == -QT_LONG or t == -QT_FLOAT:
-                _charge(s, COST_ATOM, s.pos)
+                _charge(s, COST_ATOM8, s.pos)
                 memcpy(&u64, s.buf + s.pos + 1, 8)
                 s.pos += 9
                 if s.swap:
