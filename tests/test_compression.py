@@ -792,3 +792,64 @@ def test_memory_is_bounded_by_the_input():
         tracemalloc.stop()
     assert cap == 8 + 2056
     assert peak < 64 * 1024
+
+
+# ---------------------------------------------------------------------------------------------
+# The stream decoder (Decoder.feed) decompresses transparently, as loads does
+
+
+def _stream_cases():
+    """(compressed message, the plain message it stands for): the three real q vectors, variant A
+    in both byte orders, and variant B (forced on a small message) in both byte orders."""
+    cases = [(p.values[0], q_plain(p.values[0])) for p in QPYTHON]
+    for le in (True, False):
+        plain = long_vector(np.tile(np.arange(4), 500), le=le)
+        cases.append((compress(plain), plain))
+        cases.append((_compress.compress(plain, 0, 2), plain))
+    return cases
+
+
+def test_stream_decoder_decompresses_in_any_chunking():
+    import qwire
+
+    cases = _stream_cases()
+    assert all(is_compressed(z) for z, _ in cases) and {z[2] for z, _ in cases} == {1, 2}
+    assert {z[0] for z, _ in cases} == {0, 1}
+    stream = b"".join(z for z, _ in cases)
+    for chunk in (1, 7, 100, len(stream)):
+        dec = qwire.Decoder()
+        for i in range(0, len(stream), chunk):
+            dec.feed(stream[i : i + chunk])
+        got = list(dec)
+        assert dec.pending == 0 and len(got) == len(cases)
+        for value, (_, plain) in zip(got, cases):
+            assert _same(value, qwire.loads(plain))
+
+
+def test_stream_decoder_refuses_hostile_compressed_messages_and_recovers():
+    import qwire
+
+    good = compress(long_vector(np.arange(1000)))
+    bomb = _z(bytes.fromhex("ff 00 00 00 00 00 00 00"), 2**32 - 1)
+    truncated_stream = _z(good[12:-3], len(long_vector(np.arange(1000))))
+    for bad in (bomb, truncated_stream):
+        dec = qwire.Decoder()
+        dec.feed(bad + good)
+        with pytest.raises(DecodeError) as info:
+            next(dec)
+        assert info.value.offset is not None
+        assert next(dec).tolist() == list(range(1000))
+    dec = qwire.Decoder(max_decompressed_size=8013)   # the limit applies to streamed messages too
+    dec.feed(good)
+    with pytest.raises(DecodeError, match="max_size"):
+        next(dec)
+
+
+def _same(a, b):
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(_same, a, b))
+    return type(a) is type(b) and (a == b) is True or repr(a) == repr(b)

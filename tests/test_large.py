@@ -2,6 +2,7 @@
 counts, compressed variant 2, and the capability=3 refusal. Crafted headers cover the boundaries
 without allocating gigabytes; one real round trip over 4 GiB runs under the `slow` marker."""
 import gc
+import resource
 import struct
 
 import numpy as np
@@ -71,6 +72,29 @@ def test_capability_limits_on_encode_without_touching_gigabytes():
         qwire.Encoder(capability=7)
 
 
+def test_count_form_switches_at_exactly_2_to_the_32_on_encode():
+    """Spec 2.3's boundary bytes: count 2^32-1 keeps the 4-byte form, 2^32 takes 0x80 + 8 bytes.
+    np.zeros is calloc'd and dumps references the payload, so no page is touched."""
+    below = qwire.dumps(np.zeros(2**32 - 1, dtype=np.uint8))
+    head = bytes(below.segments()[0])
+    assert head[:14] == bytes.fromhex("01 00 00 01 0d 00 00 00 04 00 ff ff ff ff")  # spec 1.1's example
+    assert len(below) == 2**32 - 1 + 14
+    at = qwire.dumps(np.zeros(2**32, dtype=np.uint8))
+    head = bytes(at.segments()[0])
+    assert head[8:18] == bytes.fromhex("04 80 00 00 00 00 01 00 00 00")
+    total = 2**32 + 18
+    assert len(at) == total and head[3] == total >> 32 and struct.unpack("<I", head[4:8])[0] == total & 0xFFFFFFFF
+    with pytest.raises(qwire.EncodeError, match="capability 6"):
+        qwire.Encoder(capability=5).encode(np.zeros(2**32, dtype=np.uint8))
+
+
+def test_capability_3_refusal_through_dumps():
+    two_gb = np.zeros(2**31 - 14, dtype=np.uint8)   # total 2^31 bytes: one over kdb+ 3.x's limit
+    with pytest.raises(qwire.EncodeError, match="capability 3"):
+        qwire.dumps(two_gb, capability=3)
+    assert len(qwire.dumps(two_gb[:-1], capability=3)) == 2**31 - 1  # the largest 3.x message
+
+
 @pytest.mark.slow
 def test_real_round_trip_over_4_gib():
     n = 2**32 + 16  # needs the 8-byte count and header byte 3
@@ -95,3 +119,5 @@ def test_real_round_trip_over_4_gib():
     del z
     back = qwire.loads(plain)
     assert back.shape == (n,) and back[-1] == 7 and int(back[:1000].sum()) == 1000
+    # the issue's memory budget for this test: peak resident set under 14 GB (ru_maxrss is in KiB)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 < 14 * 10**9
