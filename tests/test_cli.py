@@ -132,6 +132,40 @@ def test_bench_runs_user_data_from_pickle_and_qwire_files(tmp_path):
     assert "small-list" not in text  # --data alone replaces the standard workloads
 
 
+def test_bench_shows_out_of_band_and_compressed_rows(tmp_path):
+    """The out-of-band and compression contenders take part where they apply: `qwire oob` and
+    `pickle-5 oob` for a large array (here from --data, beside a standard workload), `qwire
+    compressed` for the records, which kdb+'s compression halves."""
+    import numpy as np
+
+    pickled = tmp_path / "array.pkl"
+    pickled.write_bytes(pickle.dumps(np.arange(200_000.0)))
+    out = tmp_path / "results.json"
+    result = run_cli("bench", "--quick", "--workload", "records", "--data", pickled, "--peers", "none",
+                     "--no-progress", "--json", out)
+    assert result.returncode == 0, result.stderr.decode()
+    rows: dict = {}
+    for r in json.loads(out.read_text())["results"]:
+        rows.setdefault(r["workload"], {})[r["library"]] = r
+    assert {"qwire oob", "pickle-5 oob"} <= rows[f"data:{pickled}"].keys()
+    compressed = rows["records"]["qwire compressed"]
+    assert compressed["size"] * 2 <= rows["records"]["qwire"]["size"]
+    assert "qwire compressed" in result.stdout.decode() and "qwire oob" in result.stdout.decode()
+
+
+def test_the_console_script_runs_main():
+    """pyproject.toml's `qwire` command is `qwire.__main__:main`, the function `python -m qwire` runs."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = _HERE.parent / "pyproject.toml"
+    if not pyproject.exists():
+        pytest.skip("not run from a checkout")
+    scripts = tomllib.loads(pyproject.read_text())["project"]["scripts"]
+    assert scripts == {"qwire": "qwire.__main__:main"}
+    from qwire.__main__ import main
+
+    assert main(["bench", "--list"]) == 0
+
+
 def test_bench_lists_the_workloads():
     result = run_cli("bench", "--list")
     assert result.returncode == 0
@@ -256,7 +290,10 @@ def test_inspect_abbreviates_long_vectors():
 
 def test_inspect_decompresses():
     pytest.importorskip("qwire.compression")
-    lines = (CONFORMANCE / "qpython" / "QCompressedExpressions3.out").read_text().splitlines()
+    path = CONFORMANCE / "qpython" / "QCompressedExpressions3.out"
+    if not path.exists():
+        pytest.skip(f"conformance vectors not found at {path}")
+    lines = path.read_text().splitlines()
     stored = bytes.fromhex(lines[lines.index("([] q:1000#`q)") + 1])
     compressed = b"\x01\x00\x01\x00" + struct.pack("<I", len(stored) + 8) + stored
     result = run_cli("inspect", "--max-items", "3", "-", stdin=compressed)
