@@ -750,3 +750,22 @@ def test_malformed_q_error_nested_in_a_list_is_refused_as_nested(after_type):
     wrapped = hostile.message(b"\x00\x00\x01\x00\x00\x00" + b"\x80" + after_type)
     e = decode_error(wrapped)
     assert e.offset == 8 + 6 and "whole message" in e.reason
+
+
+# A stream-target finding (2026-11-22, core cb0f28a): 250 nested derived functions (6c 6c ...)
+# decoded alike through the stream and loads, but comparing the two values overran Python's
+# recursion limit in the fuzz harness's comparison (strategies.same), not in qwire.
+STREAM_DEEP_DERIVED = bytes.fromhex(
+        "010000006ccf6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c"
+        "6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c"
+        "6c6c6c6c6c6c6c6c6c6c6c6c6c6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6c6c6c6c6c6c6c6c"
+        "6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c"
+        "6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6d6d6d6d6d6d6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c"
+        "6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c65ff"
+)
+
+
+def test_fuzz_finding_deep_derived_functions_compare_in_the_stream_target():
+    from fuzz import targets
+
+    targets.TARGETS["stream"](STREAM_DEEP_DERIVED)      # raises targets.Finding on a forbidden outcome

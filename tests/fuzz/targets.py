@@ -21,6 +21,7 @@ import inspect
 import random
 import resource
 import struct
+import sys
 import time
 import zlib
 
@@ -132,7 +133,15 @@ def _same(x, y):
             from strategies import same as _SAME
         except ImportError:
             _SAME = lambda a, b: repr(a) == repr(b)  # noqa: E731
-    return _SAME(x, y)
+    # `same` takes about four Python frames per nesting level, and values nest up to max_depth
+    # (256) levels: 250 nested derived functions (6c 6c ...) overran the default limit of 1000
+    # here, in the comparison, not in qwire.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 8 * 256 + 1000))
+    try:
+        return _SAME(x, y)
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 _rss_peak_checked = 0
