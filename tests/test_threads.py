@@ -88,6 +88,16 @@ def decode_with(dec, item):
     return outcome(lambda: dec.decode(data))
 
 
+def run_threads(worker, timeout):
+    """worker(t) in THREADS threads at once; none may still be running after `timeout` seconds."""
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(THREADS)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout)
+    assert not any(th.is_alive() for th in threads), "a thread hung"
+
+
 @pytest.fixture
 def fast_switching():
     old = sys.getswitchinterval()
@@ -142,12 +152,7 @@ def test_shared_decoders_and_encoders_agree_with_single_threaded(fast_switching)
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
 
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(THREADS)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(SECONDS + 60)
-    assert not any(th.is_alive() for th in threads), "a thread hung"
+    run_threads(worker, SECONDS + 60)
     assert not errors, errors[:3]
     assert not mismatches, f"{len(mismatches)} mismatches, e.g. {mismatches[:3]}"
     assert min(counts) > 10 and sum(counts) > 1000, counts
@@ -183,11 +188,7 @@ def test_stream_decoders_one_per_thread(fast_switching):
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
 
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(THREADS)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(SECONDS + 60)
+    run_threads(worker, SECONDS + 60)
     assert not errors, errors[:3]
     assert not mismatches
 
@@ -273,11 +274,6 @@ def test_refs_states_shared_between_threads(fast_switching):
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
 
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(THREADS)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(120)
-    assert not any(th.is_alive() for th in threads), "a thread hung"
+    run_threads(worker, 120)
     assert not errors, errors[:3]
     assert not mismatches, f"{len(mismatches)} mismatches, e.g. {mismatches[:3]}"
