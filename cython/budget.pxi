@@ -68,13 +68,19 @@ cdef dict _FIXED_COSTS = {}
 cdef Py_ssize_t _fixed_cost(object obj) except -1:
     cost = _FIXED_COSTS.get(type(obj))
     if cost is None:
-        cost = _object_cost(obj)
-        try:
-            cost += _object_cost(object.__getattribute__(obj, "__dict__"))
-        except AttributeError:
-            pass
+        cost = _object_and_dict_cost(obj)
         _FIXED_COSTS[type(obj)] = cost       # a race computes it twice, equally
     return <Py_ssize_t>cost
+
+
+cdef Py_ssize_t _object_and_dict_cost(object obj) except -1:
+    """obj's size and its __dict__'s, when it has one."""
+    cdef Py_ssize_t cost = _object_cost(obj)
+    try:
+        cost += _object_cost(object.__getattribute__(obj, "__dict__"))
+    except AttributeError:
+        pass
+    return cost
 
 
 cdef Py_ssize_t _object_cost(object obj) except -1:

@@ -77,11 +77,15 @@ cdef object _decode_record(DState* s, Py_ssize_t start, int depth):
     # Captured now: decoding the values may decode nested records, which replace the cache.
     cdef int unique = s.rec_keys_unique
     cdef Py_ssize_t cost
+    cdef bint exact
     if unique != 0 and s.end - s.pos >= 6 and s.buf[s.pos] == QT_LIST and s.buf[s.pos + 1] == 0:
         s.pos += 2
         if _rd_count(s, QT_LIST, False) == nk and nk <= (s.end - s.pos) // 2:
             cost = _record_cost(nk)
-            _charge(s, cost if cost >= 0 else _dict_cost(nk), start)
+            exact = cost >= 0
+            if not exact:
+                cost = _dict_cost(nk)    # not in the table of known sizes: as grown, an upper bound
+            _charge(s, cost, start)
             d = _PyDict_NewPresized(nk)
             for i in range(nk):
                 value = _decode_item(s, depth + 1)
@@ -103,9 +107,8 @@ cdef object _decode_record(DState* s, Py_ssize_t start, int depth):
                 s.rec_keys_unique = 1
             if fresh:
                 _keycache_put(kstart, s.end - (kstart - s.buf), klen, nk, keys)
-            if cost < 0:
-                # too big for the table of known sizes: charged as grown, now its real size
-                s.spent -= _dict_cost(nk)
+            if not exact:
+                s.spent -= cost                     # the upper bound, replaced by the real size
                 _charge(s, _object_cost(d), start)
             s.last_code = QT_DICT
             return d

@@ -166,21 +166,11 @@ cdef object _decode_registered(DState* s, _DecState st, Py_ssize_t start, int de
         raise
     # Dataclass and NamedTuple instances have one size per class; what a decode function returns
     # (an Enum member, a custom object) is charged what getsizeof says.
-    _charge(s, _fixed_cost(obj) if c.kind == KIND_FIELDS or c.kind == KIND_NAMEDTUPLE else _custom_cost(obj), start)
+    # (What else a decode function allocates is its author's code, which the budget cannot see.)
+    _charge(s, _fixed_cost(obj) if c.kind == KIND_FIELDS or c.kind == KIND_NAMEDTUPLE else _object_and_dict_cost(obj), start)
     if index >= 0:
         st.refs[index] = obj
     return obj
-
-
-cdef Py_ssize_t _custom_cost(object obj) except -1:
-    """What a registered decode function returned: its size and its __dict__'s. What else the
-    function allocates is its author's code, which the budget cannot see (SECURITY.md)."""
-    cdef Py_ssize_t cost = _object_cost(obj)
-    try:
-        cost += _object_cost(object.__getattribute__(obj, "__dict__"))
-    except AttributeError:
-        pass
-    return cost
 
 
 cdef object _build_registered(DState* s, _CEntry c, _DecState st, int depth, Py_ssize_t index):
