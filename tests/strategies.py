@@ -68,6 +68,32 @@ def _float_same(a, b):
     return math.copysign(1.0, a) == math.copysign(1.0, b) and a == b
 
 
+def _sets_same(a, b):
+    """Sets compared element by element with `same`. Each element of `a` is paired with the element
+    of `b` it hashes and compares equal to; what pairs with nothing (a NaN: equal only to itself, and
+    a fresh object in every decoding) is matched among the leftovers, so {nan} is the same as {nan}."""
+    if len(a) != len(b):
+        return False
+    by_value = {y: y for y in b}
+    matched = set()
+    left_a = []
+    for x in a:
+        y = by_value.get(x, by_value)
+        if y is by_value:
+            left_a.append(x)
+            continue
+        if not same(x, y):
+            return False
+        matched.add(id(y))
+    left_b = [y for y in b if id(y) not in matched]
+    for x in left_a:
+        k = next((i for i, y in enumerate(left_b) if same(x, y)), None)
+        if k is None:
+            return False
+        del left_b[k]
+    return not left_b
+
+
 def same(a, b):
     """True when `a` and `b` are the same decoded value: `values_equal` (NaN equal to NaN) plus exact
     types all the way down, dict keys compared in order with their types, and float signs (-0.0)."""
@@ -92,6 +118,8 @@ def same(a, b):
         return len(ka) == len(kb) and all(same(x, y) for x, y in zip(ka, kb)) and all(
             same(a[x], b[y]) for x, y in zip(ka, kb)
         )
+    if isinstance(a, (set, frozenset)):
+        return _sets_same(a, b)
     if isinstance(a, (float, np.floating)):
         return _float_same(float(a), float(b))
     if isinstance(a, DateTime):

@@ -763,3 +763,25 @@ def test_fuzz_finding_deep_derived_functions_compare_in_the_stream_target():
     dec = qwire.Decoder()
     dec.feed(data)
     assert targets._same(next(dec), qwire.loads(data))
+
+
+# A stream-target finding (2026-11-22, core cbb1097): a set record holding a GUID, a date and a
+# float32 NaN decoded alike through the stream and loads, but the harness compared the two sets with
+# ==, and a NaN equals only itself (each decoding makes its own), so equal sets looked different.
+# strategies.same now pairs set elements with `same`, NaN to NaN.
+def test_fuzz_finding_sets_holding_nan_compare_in_the_stream_target():
+    from fuzz import targets
+
+    data = bytes.fromhex(
+        "010000002d00000070227002000003000000f260fefefefefefefefe0140020201fefefefefefe01f8ff00dbff"
+    )
+    dec = qwire.Decoder()
+    dec.feed(data)
+    streamed, loaded = next(dec), qwire.loads(data)
+    assert isinstance(loaded, set) and any(isinstance(x, np.floating) and np.isnan(x) for x in loaded)
+    assert targets._same(streamed, loaded)
+    nan_set = {float("nan"), np.float32("nan"), 1.5}
+    assert targets._same(qwire.loads(qwire.dumps(nan_set)), nan_set)
+    assert not targets._same({float("nan"), 1.5}, {float("nan"), 2.5})
+    assert not targets._same({float("nan"), 0.0}, {float("nan"), -0.0})
+    assert not targets._same(frozenset({1}), frozenset({True}))
