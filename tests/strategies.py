@@ -16,6 +16,7 @@ object, which would otherwise dominate the run time.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import functools
 import math
 import struct
@@ -122,6 +123,10 @@ def same(a, b):
         return _sets_same(a, b)
     if isinstance(a, (float, np.floating)):
         return _float_same(float(a), float(b))
+    if isinstance(a, complex):
+        return _float_same(a.real, b.real) and _float_same(a.imag, b.imag)
+    if isinstance(a, decimal.Decimal):  # == is False for NaN and raises for sNaN; the digits decide
+        return a.as_tuple() == b.as_tuple()
     if isinstance(a, DateTime):
         return _float_same(a.days, b.days)
     if isinstance(a, (np.datetime64, np.timedelta64)):

@@ -5,6 +5,7 @@ point, and never crashes, hangs or allocates what the bytes do not justify.
 The messages are built in tests/fuzz/hostile.py from the spec's layouts (never with qwire's encoder),
 efficiently: the million-deep nesting is bytes multiplication. Fuzz findings land here too.
 """
+import decimal
 import os
 import random
 import struct
@@ -785,3 +786,24 @@ def test_fuzz_finding_sets_holding_nan_compare_in_the_stream_target():
     assert not targets._same({float("nan"), 1.5}, {float("nan"), 2.5})
     assert not targets._same({float("nan"), 0.0}, {float("nan"), -0.0})
     assert not targets._same(frozenset({1}), frozenset({True}))
+
+
+@pytest.mark.parametrize(
+    "value, other",
+    [
+        (decimal.Decimal("NaN"), decimal.Decimal("-NaN")),
+        (decimal.Decimal("-sNaN"), decimal.Decimal("-NaN")),
+        (complex(float("nan"), -0.0), complex(float("nan"), 0.0)),
+        ([decimal.Decimal("NaN1")], [decimal.Decimal("NaN2")]),
+    ],
+    ids=repr,
+)
+def test_harness_comparison_holds_for_values_unequal_to_themselves(value, other):
+    """The fuzz targets compare decodings with strategies.same: a decoded NaN Decimal (== is False;
+    for sNaN, == raises) or NaN complex is the same as the value encoded, and not the same as a
+    value that differs only in sign or payload."""
+    from fuzz import targets
+
+    decoded = qwire.loads(qwire.dumps(value))
+    assert targets._same(decoded, value)
+    assert not targets._same(decoded, other)
