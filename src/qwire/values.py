@@ -44,32 +44,55 @@ __all__ = [
 
 def values_equal(a: Any, b: Any) -> bool:
     """Structural equality for decoded values: arrays compare by dtype and elements (NaN equal to
-    NaN, as q treats every NaN as the same null); containers compare element-wise."""
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
+    NaN, as q treats every NaN as the same null); containers and function values compare
+    element-wise.
+
+    The walk keeps its own stack instead of recursing, so comparing values nested as deep as the
+    decoder allows (function values hundreds of levels deep, which a set of them compares when
+    their hashes meet) needs no more Python stack than comparing flat ones."""
+    pending = [(a, b)]
+    while pending:
+        a, b = pending.pop()
+        if a is b:
+            continue
+        if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+            if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
+                return False
+            if a.dtype != b.dtype or a.shape != b.shape:
+                return False
+            if a.dtype.kind in "fc":
+                same = np.array_equal(a, b, equal_nan=True)
+            elif a.dtype.kind == "O":
+                pending.extend(zip(a.tolist(), b.tolist()))
+                continue
+            elif a.dtype.kind in "mM":
+                same = np.array_equal(a.view("i8"), b.view("i8"))
+            else:
+                same = np.array_equal(a, b)
+        elif type(a) is not type(b):
             return False
-        if a.dtype != b.dtype or a.shape != b.shape:
+        elif isinstance(a, (list, tuple)):
+            if len(a) != len(b):
+                return False
+            pending.extend(zip(a, b))
+            continue
+        elif isinstance(a, dict):
+            if a.keys() != b.keys():
+                return False
+            pending.extend((a[k], b[k]) for k in a)
+            continue
+        elif isinstance(a, Function):
+            pending.extend(zip(a._key(), b._key()))  # one type, so the same fields
+            continue
+        elif isinstance(a, (float, np.floating)):
+            same = a == b or (a != a and b != b)
+        elif isinstance(a, (np.datetime64, np.timedelta64)):
+            same = a.dtype == b.dtype and a.view("i8") == b.view("i8")
+        else:
+            same = a == b
+        if not same:
             return False
-        if a.dtype.kind in "fc":
-            return bool(np.array_equal(a, b, equal_nan=True))
-        if a.dtype.kind == "O":
-            return all(values_equal(x, y) for x, y in zip(a.tolist(), b.tolist()))
-        if a.dtype.kind in "mM":
-            return bool(np.array_equal(a.view("i8"), b.view("i8")))
-        return bool(np.array_equal(a, b))
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
-    if isinstance(a, float):
-        return a == b or (math.isnan(a) and math.isnan(b))
-    if isinstance(a, (np.floating,)):
-        return bool(a == b) or bool(np.isnan(a) and np.isnan(b))
-    if isinstance(a, (np.datetime64, np.timedelta64)):
-        return a.dtype == b.dtype and a.view("i8") == b.view("i8") if hasattr(a, "view") else str(a) == str(b)
-    return bool(a == b)
+    return True
 
 
 def _check_attr(attr: Any) -> Attr:
@@ -393,9 +416,10 @@ _ITERATORS = ["'", "/", "\\", "':", "/:", "\\:"]
 
 
 class Function:
-    """Base class of q function values. Instances are immutable, hashable data."""
+    """Base class of q function values. Instances are immutable data, hashable when everything in
+    them is (a projection of a list argument is not, as a tuple holding a list is not)."""
 
-    __slots__ = ()
+    __slots__ = ("_hash",)  # computed once, when first asked for; None: unhashable
     _fields: ClassVar[tuple[str, ...]] = ()
 
     def _key(self) -> tuple[Any, ...]:
@@ -404,13 +428,17 @@ class Function:
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return all(values_equal(a, b) for a, b in zip(self._key(), other._key()))
+        return values_equal(self, other)
 
     def __hash__(self) -> int:
         try:
-            return hash((type(self), self._key()))
-        except TypeError:
-            return hash(type(self))
+            h = self._hash
+        except AttributeError:
+            _cache_hashes(self)
+            h = self._hash
+        if h is None:
+            raise TypeError(f"unhashable {type(self).__name__}: it holds an unhashable value")
+        return h  # type: ignore[no-any-return]
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), self._key())
@@ -421,6 +449,41 @@ class Function:
     def _set(self, **kw: Any) -> None:
         for k, v in kw.items():
             object.__setattr__(self, k, v)
+
+
+def _nan_as_one(v: Any) -> Any:
+    """`v` for hashing: NaN (a fresh object in every decoding, and equal to every NaN by
+    values_equal) as one marker."""
+    if (type(v) is float or isinstance(v, np.floating)) and v != v:
+        return _NAN
+    return v
+
+
+_NAN = ("qwire", "NaN")
+
+
+def _cache_hashes(root: Function) -> None:
+    """Compute and keep the hash of `root` and of every function value inside it, innermost first,
+    with a stack of our own: each hash then takes its parts' kept hashes, so hashing a function
+    nested hundreds of levels deep (a set of them from the wire) needs no deep Python recursion."""
+    seen: set[int] = set()
+    pending: list[tuple[Any, bool]] = [(root, False)]
+    while pending:
+        x, parts_done = pending.pop()
+        if parts_done:  # everything inside x has its hash: x's own takes them
+            key = tuple(tuple(map(_nan_as_one, v)) if type(v) is tuple else _nan_as_one(v) for v in x._key())
+            try:
+                h: Optional[int] = hash((type(x), key))
+            except TypeError:
+                h = None
+            object.__setattr__(x, "_hash", h)
+        elif id(x) not in seen and (type(x) is tuple or (isinstance(x, Function) and not hasattr(x, "_hash"))):
+            seen.add(id(x))
+            if type(x) is tuple:
+                pending.extend((v, False) for v in x)
+            else:
+                pending.append((x, True))
+                pending.extend((v, False) for v in x._key())
 
 
 class Lambda(Function):
