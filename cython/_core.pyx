@@ -13,6 +13,7 @@ The module is one compiled unit; this file is its table of contents:
   decode.pxi     Decoder: q bytes -> Python values (the cursor, the dispatch, extension records)
   decode_values.pxi      ... atoms and vectors
   decode_containers.pxi  ... dictionaries, tables and q functions
+  hashtally.pxi  refusing sets and dicts whose items share hash values (hash flooding)
   prescan.pxi    refusing nesting past max_depth without unwinding max_depth levels
   refs.pxi       extension records: registered objects, references, the Python handler; writing
   refs_read.pxi  ... reading them
@@ -145,6 +146,7 @@ include "stream.pxi"
 include "decode.pxi"
 include "decode_values.pxi"
 include "decode_containers.pxi"
+include "hashtally.pxi"
 include "prescan.pxi"
 include "refs.pxi"
 include "refs_read.pxi"

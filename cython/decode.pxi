@@ -566,7 +566,11 @@ cdef object _decode_extension(DState* s, Py_ssize_t start, int depth):
     cdef Py_ssize_t before = _extension_cost(code, payload)
     _charge(s, before, start)
     try:
-        value = (<object>s.ext).decode(code, payload)
+        if ((code == EXT_SET or code == EXT_FROZENSET) and type(payload) is list
+                and PyList_GET_SIZE(payload) > SHARED_HASH_LIMIT):
+            value = _set_of_items(s, payload, code == EXT_FROZENSET, start)   # hashtally.pxi
+        else:
+            value = (<object>s.ext).decode(code, payload)
     except DecodeError as e:
         if e.offset is None:
             raise DecodeError(e.reason, start, QT_EXTENSION) from e

@@ -117,6 +117,22 @@ cdef object _decode_record(DState* s, Py_ssize_t start, int depth):
     return _finish_dict(s, QT_DICT, start, depth, _object_array(keys), QT_SYMBOL, 0)
 
 
+cdef dict _tallied_dict(DState* s, list keys, list values, Py_ssize_t at):
+    """dict(zip(keys, values)), or None where more than MAX_ITEMS_SHARING_A_HASH distinct keys
+    share a hash value."""
+    cdef HashTally t
+    cdef dict d = {}
+    cdef Py_ssize_t i
+    _tally_init(&t)
+    try:
+        for i in range(PyList_GET_SIZE(keys)):
+            if _tallied_dict_setdefault(s, &t, d, <object>PyList_GET_ITEM(keys, i), values[i], at):
+                return None
+    finally:
+        _tally_free(s, &t)
+    return d
+
+
 cdef dict _PyDict_FromLists(list keys, list values):
     cdef dict d = {}
     cdef Py_ssize_t i
@@ -143,10 +159,16 @@ cdef object _as_python_dict(DState* s, object keys, int key_code, list values, P
             return None      # a Python dict with such keys writes a symbol vector
         _charge(s, before, start)
         try:
-            d = dict(zip(<list>keys, values))
+            if n <= SHARED_HASH_LIMIT:
+                d = dict(zip(<list>keys, values))
+            else:
+                d = _tallied_dict(s, <list>keys, values, start)
         except TypeError:
             s.spent -= before
             return None      # unhashable keys
+        if d is None:
+            s.spent -= before
+            return None      # keys sharing hash values (hashtally.pxi): the q dictionary hashes nothing
     else:
         return None
     s.spent -= before

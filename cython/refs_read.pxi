@@ -212,6 +212,7 @@ cdef object _decode_define(DState* s, _DecState st, Py_ssize_t start, int depth)
     created empty and registered before their contents are read (so those may refer back)."""
     cdef Py_ssize_t index = len(st.refs)
     cdef Py_ssize_t n, i
+    cdef HashTally tally
     if index >= 0x7FFFFFFE:
         _fail("too many definitions", start, QT_EXTENSION)
     _charge(s, COST_SLOT, start)                   # its place in st.refs
@@ -236,12 +237,19 @@ cdef object _decode_define(DState* s, _DecState st, Py_ssize_t start, int depth)
         _charge(s, _set_cost(n), start)           # its table, before it grows
         items = set()
         st.refs.append(items)
-        for i in range(n):
-            item = _decode_item(s, depth + 3)
-            try:
-                items.add(item)
-            except TypeError as e:
-                _fail(f"a set item is unhashable ({e})", start, QT_EXTENSION)
+        _tally_init(&tally)
+        try:
+            for i in range(n):
+                item = _decode_item(s, depth + 3)
+                try:
+                    if n <= SHARED_HASH_LIMIT:
+                        items.add(item)
+                    elif _tallied_set_add(s, &tally, items, item, start):
+                        _fail_flooded("a set definition", start, QT_EXTENSION)
+                except TypeError as e:
+                    _fail(f"a set item is unhashable ({e})", start, QT_EXTENSION)
+        finally:
+            _tally_free(s, &tally)
         return items
     st.refs.append(_PENDING)
     if t == QT_EXTENSION and s.buf[s.pos + 1] == EXT_REGISTERED:
@@ -263,6 +271,8 @@ cdef object _decode_define_dict(DState* s, _DecState st, Py_ssize_t start, int d
     cdef const unsigned char* kstart = NULL
     cdef Py_ssize_t klen = 0
     cdef bint fresh = True          # keys decoded here (not from the cross-message key cache)
+    cdef bint tallied = False       # general-list keys: hashes a message may choose (hashtally.pxi)
+    cdef HashTally tally
     if s.buf[s.pos] == QT_SYMBOL and s.buf[s.pos + 1] == 0:
         s.pos += 2
         nk = _rd_count(s, QT_SYMBOL, False)
@@ -290,19 +300,26 @@ cdef object _decode_define_dict(DState* s, _DecState st, Py_ssize_t start, int d
         _charge(s, COST_LIST + COST_SLOT * nk + _dict_cost(nk), start)
         d = _PyDict_NewPresized(nk)
         st.refs.append(d)     # before the keys: a registered key object may refer to d
+        tallied = nk > SHARED_HASH_LIMIT
         keys = [_decode_item(s, depth + 2) for i in range(nk)]
     else:
         _fail("a dictionary definition's keys must be a symbol vector or a general list", s.pos, QT_DICT)
     if _rd_list_head(s, "a dictionary's values", start) != nk:
         _fail(f"dictionary definition has {nk} keys but a different number of values", start, QT_DICT)
+    _tally_init(&tally)
     try:
         for i in range(nk):
             # PyDict_SetDefault: one lookup that inserts (a repeated key keeps its first value,
             # and the count check below refuses the dictionary either way), cheaper than d[k] = v.
             value = _decode_item(s, depth + 2)
-            PyDict_SetDefault(d, <object>PyList_GET_ITEM(keys, i), value)
+            if not tallied:
+                PyDict_SetDefault(d, <object>PyList_GET_ITEM(keys, i), value)
+            elif _tallied_dict_setdefault(s, &tally, d, <object>PyList_GET_ITEM(keys, i), value, start):
+                _fail_flooded("a dictionary definition", start, QT_DICT)
     except TypeError as e:
         _fail(f"a dictionary key is unhashable ({e})", start, QT_DICT)
+    finally:
+        _tally_free(s, &tally)
     if len(d) != nk:
         _fail("a dictionary definition has duplicate keys", start, QT_DICT)
     if kstart != NULL and fresh:

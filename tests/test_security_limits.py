@@ -104,6 +104,7 @@ RUNTIME = [
     ("Length of a message received by `Decoder.feed`", lambda: qwire.Decoder().max_message_size),
     ("Vector size from which `dumps` references", lambda: qwire.Encoder().zero_copy_threshold),
     ("Vector size from which `dumps` sends out-of-band", lambda: qwire.Encoder().oob_threshold),
+    ("Distinct items with one hash value", lambda: qwire._core.MAX_ITEMS_SHARING_A_HASH),
 ]
 
 
@@ -156,6 +157,7 @@ def test_every_limit_in_the_code_is_in_the_table():
         ("src/qwire/compression.py", r"^(DEFAULT_\w+)\s*="),
         ("cython/symtab.pxi", r"^\s+(SYMTAB_MAX\w*)\s*="),
         ("cython/budget.pxi", r"^(DEFAULT_\w+)\s*="),
+        ("cython/hashtally.pxi", r"^(MAX_\w+)\s*="),
         ("cython/budget.pxi", r"^\s+(EXPANSION_SLACK)\s*="),
         ("cython/stream.pxi", r"^\s+(RECEIVE_\w+)\s*="),
         ("cython/decode.pxi", r"#define\s+(QW_\w+)\s"),

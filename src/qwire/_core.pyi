@@ -29,6 +29,7 @@ class _Writable(Protocol):
 
 DEFAULT_MAX_DEPTH: Final[int]
 DEFAULT_MAX_EXPANSION: Final[int]
+MAX_ITEMS_SHARING_A_HASH: Final[int]
 MAX_DEPTH_LIMIT: Final[int]
 DEFAULT_ZERO_COPY_THRESHOLD: Final[int]
 DEFAULT_OOB_THRESHOLD: Final[int]
