@@ -102,7 +102,13 @@ def bigger_messages():
         qwire.Table({"x": np.arange(100), "s": np.array(["a", "bb", "ccc", "d"] * 25, dtype=object)}),
         b"q" * 2500,
     ]
-    return [bytes(qwire.dumps(v)) for v in vals]
+    out = [bytes(qwire.dumps(v)) for v in vals]
+    # sets and dicts of items sharing one hash value, at the limit (cython/hashtally.pxi): big
+    # ints k * (2**61 - 1), and a dict definition of them (refs=True writes definitions)
+    colliding = [k * ((1 << 61) - 1) for k in range(5, 5 + qwire._core.MAX_ITEMS_SHARING_A_HASH)]
+    out += [bytes(qwire.dumps(set(colliding))), bytes(qwire.dumps(dict.fromkeys(colliding, 0), refs=True)),
+            bytes(qwire.dumps({k: 0 for k in colliding}))]
+    return out
 
 
 def hostile_messages():
