@@ -172,7 +172,7 @@ cdef object _set_of_items(DState* s, list items, bint frozen, Py_ssize_t at):
     """A set or frozenset record's value, built with the tally (items already decoded)."""
     cdef HashTally t
     cdef set out = set()
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, set_cost
     _tally_init(&t)
     try:
         for i in range(PyList_GET_SIZE(items)):
@@ -184,7 +184,8 @@ cdef object _set_of_items(DState* s, list items, bint frozen, Py_ssize_t at):
         _tally_free(s, &t)
     if not frozen:
         return out
-    _charge(s, _object_cost(out), at)      # the set and the frozenset made from it, for a moment
+    set_cost = _object_cost(out)
+    _charge(s, set_cost, at)               # the set and the frozenset made from it, for a moment
     value = frozenset(out)
-    s.spent -= _object_cost(out)
+    s.spent -= set_cost
     return value
