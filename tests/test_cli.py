@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from wire import compressed_conformance_messages, conformance_messages, message
 
 _HERE = Path(__file__).resolve().parent
-CONFORMANCE = Path(os.environ.get("QWIRE_CONFORMANCE", _HERE.parent.parent / "shared" / "conformance"))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ERROR_LINE = re.compile(r"qwire inspect: .+ at byte (\d+)\n\Z")
 
@@ -37,18 +37,6 @@ def run_cli(*args, stdin=None, extra_path=None, timeout=300):
     )
 
 
-def message(payload: bytes, *, msg_type=0, little_endian=True) -> bytes:
-    order = "<" if little_endian else ">"
-    return bytes([1 if little_endian else 0, msg_type, 0, 0]) + struct.pack(order + "I", len(payload) + 8) + payload
-
-
-def conformance_messages() -> dict[str, bytes]:
-    """q expression -> the whole message q sends for it (conformance/README.md)."""
-    path = CONFORMANCE / "qpython" / "QExpressions3.out"
-    if not path.exists():
-        pytest.skip(f"conformance vectors not found at {path}")
-    lines = path.read_text().splitlines()
-    return {expr: message(bytes.fromhex(hex_text)) for expr, hex_text in zip(lines[::2], lines[1::2])}
 
 
 # ---- bench ---------------------------------------------------------------------------------------
@@ -289,13 +277,7 @@ def test_inspect_abbreviates_long_vectors():
 
 
 def test_inspect_decompresses():
-    pytest.importorskip("qwire.compression")
-    path = CONFORMANCE / "qpython" / "QCompressedExpressions3.out"
-    if not path.exists():
-        pytest.skip(f"conformance vectors not found at {path}")
-    lines = path.read_text().splitlines()
-    stored = bytes.fromhex(lines[lines.index("([] q:1000#`q)") + 1])
-    compressed = b"\x01\x00\x01\x00" + struct.pack("<I", len(stored) + 8) + stored
+    compressed = compressed_conformance_messages()["([] q:1000#`q)"]
     result = run_cli("inspect", "--max-items", "3", "-", stdin=compressed)
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode() == "([] q:`q`q`q ..)\n"
