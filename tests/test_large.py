@@ -53,6 +53,7 @@ def test_stream_headers_are_read_with_byte_3_without_allocating():
     assert dec.pending == 8  # a 4 GiB message announced, nothing allocated for it yet
 
 
+@pytest.mark.slow  # ~20 s
 def test_capability_limits_on_encode_without_touching_gigabytes():
     # np.zeros is calloc'd: the pages are never touched, since dumps references the payload.
     two_gb = np.zeros(2**31, dtype=np.uint8)
@@ -72,6 +73,7 @@ def test_capability_limits_on_encode_without_touching_gigabytes():
         qwire.Encoder(capability=7)
 
 
+@pytest.mark.slow  # ~30 s
 def test_count_form_switches_at_exactly_2_to_the_32_on_encode():
     """Spec 2.3's boundary bytes: count 2^32-1 keeps the 4-byte form, 2^32 takes 0x80 + 8 bytes.
     np.zeros is calloc'd and dumps references the payload, so no page is touched."""

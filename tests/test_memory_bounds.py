@@ -192,6 +192,7 @@ def measured():
     return out
 
 
+@pytest.mark.slow  # its fixture measures every shape at three sizes: about a minute
 @pytest.mark.parametrize("name", SHAPES)
 def test_peak_memory_within_16x_plus_1mib(name, measured):
     """The decoder's memory budget (cython/budget.pxi) holds at every size: a shape that makes more

@@ -212,6 +212,7 @@ def _charged_at_least(body, fraction=0.8, **options):
         qwire.Decoder(max_expansion=None, max_decoded_size=below, **options).decode(data)
 
 
+@pytest.mark.slow  # ~20 s
 @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
 @given(pyvalues.python_values(max_leaves=12), st.booleans())
 def test_charges_cover_the_peak_of_python_values(value, refs):
@@ -222,6 +223,7 @@ def test_charges_cover_the_peak_of_python_values(value, refs):
     _charged_at_least(body, registry=pyvalues.REGISTRY)
 
 
+@pytest.mark.slow  # ~20 s
 @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
 @given(strategies.q_messages(max_leaves=12))
 def test_charges_cover_the_peak_of_q_messages(msg):
