@@ -387,9 +387,11 @@ class MessageFile(Sequence[Any]):
     def _forget_beyond(self, size: int) -> None:
         """The file shrank: keep the messages that are still whole."""
         offsets = self._offsets
-        while offsets and offsets[-1] + self._length_at(len(offsets) - 1) > size:
-            offsets.pop()
-        self._end = offsets[-1] + self._length_at(len(offsets) - 1) if offsets else 0
+        end = self._end
+        while offsets and end > size:
+            end = offsets.pop()     # the start of a message is the end of the one before
+        self._end = end if offsets else 0
+        self.tail = None
         self._drop_map()
 
     def _length_at(self, i: int) -> int:
