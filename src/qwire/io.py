@@ -185,6 +185,8 @@ def iter_load(file: _Path | IO[bytes], *, mmap: bool = False, start: int = 0, st
         raise ValueError("iter_load: start and stop count messages from the current position, >= 0")
     index = 0
     if mmap:
+        if os.fstat(file.fileno()).st_size == 0:
+            return  # an empty file holds no messages (load raises EndOfFile there)
         mapped = _map(file)
         if mapped is None:
             return
