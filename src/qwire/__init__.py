@@ -11,6 +11,7 @@ C-contiguous buffer, a `Message` or an mmap. See docs/TYPES.md for the type mapp
 from ._api import Decoder, Encoder, Message, dump, dumps, load, loads
 from .io import MessageFile, iter_load
 from .log import LogLockedError, MessageLog, TornTailWarning
+from . import kdbfiles  # kdb+'s set/get files and tickerplant logs (qwire.kdbfiles.get, .TickerplantLog)
 from .compression import compress, decompress
 from .errors import DecodeError, EncodeError, EndOfFile, QError, QWireError
 from .qtypes import QType
