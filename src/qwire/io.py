@@ -368,6 +368,7 @@ class MessageFile(Sequence[Any]):
         self._offsets = array("q")
         self._end = 0          # end of the last complete message
         self._map: _mmap.mmap | None = None
+        self._view: memoryview | None = None    # of the whole map, sliced per message
         self._map_size = 0
         self.tail: Tail | None = None
         self.refresh()
@@ -434,10 +435,14 @@ class MessageFile(Sequence[Any]):
                                   "it was truncated or replaced while open", size)
             self._drop_map()
             self._map = _mmap.mmap(self._fd, size, access=_mmap.ACCESS_READ)
+            self._view = memoryview(self._map)
             self._map_size = size
         return self._map
 
     def _drop_map(self) -> None:
+        if self._view is not None:
+            self._view.release()   # slices already handed out keep the map alive on their own
+            self._view = None
         if self._map is not None:
             try:
                 self._map.close()
@@ -453,13 +458,31 @@ class MessageFile(Sequence[Any]):
             i += n
         if not 0 <= i < n:
             raise IndexError(f"message index out of range: {n} messages")
-        start = self._offsets[i]
-        end = start + self._length_at(i)
-        mapped = self._mapped(end)
+        return self._range_view(i, i + 1)[0]
+
+    def _range_view(self, first: int, stop: int) -> tuple[memoryview, int]:
+        """(a view of messages first..stop-1, the file offset where it starts). The file's size is checked against the range's end before the view is made:
+        touching mapped pages past the end of a file raises SIGBUS."""
+        start = self._offsets[first]
+        end = self._offsets[stop] if stop < len(self._offsets) else self._end
+        self._mapped(end)
         size = os.fstat(self._fd).st_size
-        if size < end:  # checked before every access: a shorter file would be SIGBUS
-            raise DecodeError(f"{self.path} shrank to {size} bytes under the map; message {i} ends at {end}", size)
-        return memoryview(mapped)[start:end]
+        if size < end:
+            raise DecodeError(f"{self.path} shrank to {size} bytes under the map; message {stop - 1} "
+                              f"ends at {end}", size)
+        assert self._view is not None
+        return self._view[start:end], start
+
+    def _iter_range(self, first: int, stop: int) -> Iterator[Any]:
+        if first >= stop:
+            return
+        view, base = self._range_view(first, stop)
+        offsets = self._offsets
+        options = self._loads_options
+        for k in range(first, stop):
+            a = offsets[k] - base
+            b = (offsets[k + 1] if k + 1 < stop else base + view.nbytes) - base
+            yield loads(view[a:b], **options)
 
     # -- Sequence ---------------------------------------------------------------------------
 
@@ -472,14 +495,15 @@ class MessageFile(Sequence[Any]):
     def __getitem__(self, i: slice) -> list[Any]: ...
     def __getitem__(self, i: int | slice) -> Any:
         if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self._offsets)))]
+            first, stop, step = i.indices(len(self._offsets))
+            if step == 1:
+                return list(self._iter_range(first, stop))
+            return [self[k] for k in range(first, stop, step)]
         return loads(self.message_bytes(i.__index__()), **self._loads_options)
 
     def __iter__(self) -> Iterator[Any]:
-        k = 0
-        while k < len(self._offsets):
-            yield self[k]
-            k += 1
+        """Every message indexed now, in order (one size check, then one decode each)."""
+        return self._iter_range(0, len(self._offsets))
 
     def close(self) -> None:
         self._drop_map()

@@ -199,7 +199,7 @@ class MessageLog(MessageFile):
         now). options: passed to loads instead of the log's own."""
         n = self.refresh()
         if not options:
-            return (self[k] for k in range(n))
+            return self._iter_range(0, n)
         from ._core import loads
 
         return (loads(self.message_bytes(k), **options) for k in range(n))
