@@ -250,3 +250,67 @@ def test_full_device_reports_the_errno(tmp_path):
         assert info.value.errno == errno.ENOSPC and info.value.characters_written == 0
     finally:
         os.close(fd)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(_values, min_size=1, max_size=25), damage=st.sampled_from(
+    ["none", "missing", "garbage", "truncated", "rewritten", "appended-elsewhere", "shifted"]), data=st.data())
+def test_an_index_never_gives_other_offsets_than_a_scan(tmp_path_factory, values, damage, data):
+    """Whatever happened to the index side file (missing, overwritten with garbage, cut short,
+    left over from an older file, behind the file), MessageFile finds exactly the offsets that a
+    scan of the headers finds."""
+    d = tmp_path_factory.mktemp("ix")
+    path = str(d / "log.qlog")
+    log = qwire.MessageLog(path, sync="never")
+    for v in values:
+        log.append(v)
+    log.close()
+    ix = qwire.io.index_path(path)
+    raw = bytearray(open(ix, "rb").read())
+    if damage == "missing":
+        os.unlink(ix)
+    elif damage == "garbage":
+        at = data.draw(st.integers(0, len(raw) - 1))
+        raw[at] ^= data.draw(st.integers(1, 255))
+        open(ix, "wb").write(raw)
+    elif damage == "truncated":
+        open(ix, "wb").write(raw[: data.draw(st.integers(0, len(raw)))])
+    elif damage == "rewritten":            # the log replaced by other messages; the old index stays
+        with open(path, "wb") as f:
+            for v in reversed(values):
+                qwire.dump([v, 1], f)
+    elif damage == "appended-elsewhere":   # messages appended by a writer that kept no index
+        with open(path, "ab") as f:
+            for v in values[:3]:
+                qwire.dump(v, f)
+    elif damage == "shifted":              # a byte inserted at the front
+        body = open(path, "rb").read()
+        open(path, "wb").write(b"\x01" + body)
+    scanned = MessageFile(path, index=False)
+    indexed = MessageFile(path)
+    assert list(indexed.offsets) == list(scanned.offsets)
+    assert indexed.nbytes == scanned.nbytes and indexed.tail == scanned.tail
+    assert list(indexed) == list(scanned)
+
+
+def test_a_log_keeps_its_index_current(tmp_path):
+    """MessageLog writes an offset to the index per append; reopening uses it (no header scan
+    needed) and a torn tail cut off is dropped from it too."""
+    path = str(tmp_path / "k.qlog")
+    log = qwire.MessageLog(path, sync="never")
+    for i in range(100):
+        log.append({"i": i})
+    ix = qwire.io.index_path(path)
+    assert os.path.getsize(ix) == 8 + 8 * 100
+    offsets, end = qwire.io.read_index(ix, open(path, "rb").read(), os.path.getsize(path))
+    assert list(offsets) == list(log.offsets) and end == log.nbytes
+    with open(path, "ab") as f:
+        f.write(bytes(qwire.dumps("torn"))[:5])
+    log.close()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = qwire.MessageLog(path, sync="never")
+    again.append("next")
+    assert os.path.getsize(ix) == 8 + 8 * 101 and again[-1] == "next" and len(again.cut_tails) == 1

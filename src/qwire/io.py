@@ -314,6 +314,55 @@ def _read_exact(file: IO[bytes], n: int) -> bytes:
 # Random access: offsets from a scan of headers only
 
 
+INDEX_SUFFIX = ".qidx"
+INDEX_MAGIC = b"qwireix1"   # then one little-endian int64 offset per message
+
+
+def index_path(path: str) -> str:
+    return path + INDEX_SUFFIX
+
+
+def read_index(path: str, buf: Any, size: int) -> tuple[array, int]:
+    """The offsets of an index side file that are proven right by the file itself: the first is
+    0, and each message's header (checked at once with NumPy) is valid and ends where the next
+    begins, within the file. That is exactly what a scan of the headers finds, so the longest
+    prefix that passes is used and the rest is scanned. Returns (offsets, end of the last)."""
+    import numpy as np
+
+    empty = (array("q"), 0)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return empty
+    if not data.startswith(INDEX_MAGIC) or len(data) < len(INDEX_MAGIC) + 8:
+        return empty
+    n = (len(data) - len(INDEX_MAGIC)) // 8
+    off = np.frombuffer(data, "<i8", count=n, offset=len(INDEX_MAGIC))
+    if off[0] != 0:
+        return empty
+    inside = (off >= 0) & (off <= size - HEADER_SIZE)
+    if not inside.all():
+        n = int(np.argmin(inside))
+        off = off[:n]
+    if n == 0:
+        return empty
+    raw = np.frombuffer(buf, np.uint8, count=size)
+    h = raw[off[:, None] + np.arange(HEADER_SIZE)].astype(np.int64)
+    little = h[:, 4] | (h[:, 5] << 8) | (h[:, 6] << 16) | (h[:, 7] << 24)
+    big = h[:, 7] | (h[:, 6] << 8) | (h[:, 5] << 16) | (h[:, 4] << 24)
+    length = (h[:, 3] << 32) | np.where(h[:, 0] == 1, little, big)
+    ends = off + length
+    nxt = np.append(off[1:], -1)
+    good = ((h[:, 0] <= 1) & (h[:, 1] <= 2) & (h[:, 2] <= 2) & (length >= HEADER_SIZE + 1)
+            & (ends <= size) & ((ends == nxt) | (np.arange(n) == n - 1)))
+    if not good.all():
+        n = int(np.argmin(good))
+        if n == 0:
+            return empty
+    return array("q", off[:n].tobytes()), int(ends[n - 1])
+
+
 @dataclass(frozen=True)
 class Tail:
     """Bytes at the end of a file of messages that are not a complete message: `offset` where
@@ -352,7 +401,10 @@ class MessageFile(Sequence[Any]):
             last = f[-1]          # decodes one message, through a memory map
             window = f[1000:1010]
 
-    Opening reads every header once (8 bytes a message); `refresh()` reads the headers of what
+    Opening reads every header once (8 bytes a message), or, when the file has an index (the
+    side file `<path>.qidx` that MessageLog keeps), checks the indexed offsets against the headers
+    at once (NumPy) and reads only the headers after them; a missing, stale or wrong index costs a
+    scan, never a wrong answer (index=False: always scan). `refresh()` reads the headers of what
     was appended since. Trailing bytes that are not a complete message (a writer that died, or
     one still writing) are never returned: `tail` reports them. Decoded vectors are views into
     the map (read-only). Before each decode the file's size is checked against the message's
@@ -360,8 +412,11 @@ class MessageFile(Sequence[Any]):
     that no check can close). options: passed to loads for every message.
     """
 
-    def __init__(self, path: _Path, *, max_message_size: int | None = None, **loads_options: Any) -> None:
+    def __init__(self, path: _Path, *, max_message_size: int | None = None, index: bool = True,
+                 **loads_options: Any) -> None:
         self.path = os.fsdecode(path)
+        self._use_index = index
+        self._indexed = 0      # how many leading offsets the index side file is known to hold
         self._max_message_size = max_message_size
         self._loads_options = dict(loads_options, max_message_size=max_message_size)
         self._fd = self._open_fd()
@@ -394,6 +449,7 @@ class MessageFile(Sequence[Any]):
         while offsets and end > size:
             end = offsets.pop()     # the start of a message is the end of the one before
         self._end = end if offsets else 0
+        self._indexed = min(self._indexed, len(offsets))
         self.tail = None
         self._drop_map()
 
@@ -406,6 +462,9 @@ class MessageFile(Sequence[Any]):
             self.tail = None
             return
         buf = self._mapped(size)
+        if not self._offsets and self._use_index:
+            self._offsets, self._end = read_index(index_path(self.path), buf, size)
+            self._indexed = len(self._offsets)
         end, reason = scan_headers(buf, self._end, size, self._offsets, self._max_message_size)
         self._end = end
         self.tail = None if reason is None else Tail(end, size - end, reason)

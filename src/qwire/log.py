@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._core import Encoder
 from .errors import QWireError
-from .io import MessageFile, Tail, _pwrite_all
+from .io import INDEX_MAGIC, MessageFile, Tail, _pwrite_all, index_path
 
 if TYPE_CHECKING:
     from .io import _Path
@@ -72,7 +72,7 @@ class MessageLog(MessageFile):
 
     def __init__(self, path: _Path, *, sync: Literal["always", "batch", "never"] = "always",
                  sync_every: int = DEFAULT_SYNC_EVERY, sync_interval: float = DEFAULT_SYNC_INTERVAL,
-                 exclusive: bool = False, max_message_size: int | None = None,
+                 exclusive: bool = False, index: bool = True, max_message_size: int | None = None,
                  **dumps_options: Any) -> None:
         if fcntl is None:  # pragma: no cover
             raise OSError("MessageLog needs fcntl.flock (POSIX)")
@@ -90,7 +90,10 @@ class MessageLog(MessageFile):
         self.cut_tails: list[tuple[Tail, str]] = []   # (what was cut, the side file holding its bytes)
         self._fd = -1
         created = not os.path.exists(path)
-        super().__init__(path, max_message_size=max_message_size)
+        super().__init__(path, max_message_size=max_message_size, index=index)
+        self._index_fd = -1
+        if index:
+            self._index_fd = os.open(index_path(self.path), os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         if created and sync != "never":
             _sync_directory(self.path)
         if self.tail is not None:
@@ -146,6 +149,8 @@ class MessageLog(MessageFile):
                 raise
             self._offsets.append(start)
             self._end = start + nbytes
+            if self._index_fd >= 0:
+                self._write_index()
         finally:
             if not self._exclusive:
                 fcntl.flock(fd, fcntl.LOCK_UN)
@@ -154,6 +159,20 @@ class MessageLog(MessageFile):
             if self._unsynced >= self._sync_every or time.monotonic() - self._last_sync >= self._sync_interval:
                 self.sync()
         return nbytes
+
+    def _write_index(self) -> None:
+        """Under the lock: write the offsets the index side file lacks. The index is a cache
+        (never synced): readers check it against the headers and scan what it does not prove."""
+        k = self._indexed
+        try:
+            if k == 0:
+                os.pwrite(self._index_fd, INDEX_MAGIC, 0)
+            os.pwrite(self._index_fd, self._offsets[k:].tobytes(), len(INDEX_MAGIC) + 8 * k)
+            if k < len(self._offsets) - 1:   # rebuilt: drop whatever stale entries followed
+                os.ftruncate(self._index_fd, len(INDEX_MAGIC) + 8 * len(self._offsets))
+            self._indexed = len(self._offsets)
+        except OSError:
+            pass  # a full disk may refuse the index after accepting the data: the next open scans
 
     def _catch_up(self, fd: int) -> None:
         """Under the exclusive lock: index other writers' appends, and cut a torn tail."""
@@ -172,6 +191,9 @@ class MessageLog(MessageFile):
             os.fsync(f.fileno())
         os.ftruncate(fd, tail.offset)
         _fdatasync(fd)
+        if self._index_fd >= 0:
+            self._indexed = min(self._indexed, len(self._offsets))
+            os.ftruncate(self._index_fd, len(INDEX_MAGIC) + 8 * self._indexed)
         self._drop_map()
         self.cut_tails.append((tail, side))
         self.tail = None
@@ -210,6 +232,9 @@ class MessageLog(MessageFile):
     def close(self) -> None:
         if self._fd >= 0 and self.sync_policy == "batch" and self._unsynced:
             self.sync()
+        if getattr(self, "_index_fd", -1) >= 0:
+            os.close(self._index_fd)
+            self._index_fd = -1
         super().close()
 
     def __enter__(self) -> MessageLog:
