@@ -25,6 +25,7 @@ from .errors import DecodeError, EndOfFile
 __all__ = ["load", "iter_load", "write_message", "MessageFile", "Tail", "MessageLog"]
 
 HEADER_SIZE = 8
+DEFAULT_MAX_MESSAGE_SIZE = None  # load/iter_load/MessageFile: only the format's limit (and a file's size)
 _READ_CHUNK = 1 << 24
 _IOV_BATCH = 512  # buffers per writev/sendmsg call (IOV_MAX is 1024 on Linux)
 
@@ -138,7 +139,7 @@ def _pwrite_all(fd: int, views: list[memoryview], offset: int) -> None:
 # Reading one message / every message
 
 
-def load(file: _Path | IO[bytes], *, mmap: bool = False, max_message_size: int | None = None,
+def load(file: _Path | IO[bytes], *, mmap: bool = False, max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
          **options: Any) -> Any:
     """Read one message from a binary file object or a path.
 
@@ -170,7 +171,7 @@ def load(file: _Path | IO[bytes], *, mmap: bool = False, max_message_size: int |
 
 
 def iter_load(file: _Path | IO[bytes], *, mmap: bool = False, start: int = 0, stop: int | None = None,
-              max_message_size: int | None = None, **options: Any) -> Iterator[Any]:
+              max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE, **options: Any) -> Iterator[Any]:
     """Yield the messages of a file (a path or a binary file object) in order, one at a time;
     a file that ends inside a message raises DecodeError. With mmap=True the file is mapped, so
     files larger than memory can be replayed. start/stop: yield only messages start..stop-1
@@ -412,7 +413,7 @@ class MessageFile(Sequence[Any]):
     that no check can close). options: passed to loads for every message.
     """
 
-    def __init__(self, path: _Path, *, max_message_size: int | None = None, index: bool = True,
+    def __init__(self, path: _Path, *, max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE, index: bool = True,
                  **loads_options: Any) -> None:
         self.path = os.fsdecode(path)
         self._use_index = index

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._core import Encoder
 from .errors import QWireError
-from .io import INDEX_MAGIC, MessageFile, Tail, _pwrite_all, index_path
+from .io import DEFAULT_MAX_MESSAGE_SIZE, INDEX_MAGIC, MessageFile, Tail, _pwrite_all, index_path
 
 if TYPE_CHECKING:
     from .io import _Path
@@ -72,7 +72,8 @@ class MessageLog(MessageFile):
 
     def __init__(self, path: _Path, *, sync: Literal["always", "batch", "never"] = "always",
                  sync_every: int = DEFAULT_SYNC_EVERY, sync_interval: float = DEFAULT_SYNC_INTERVAL,
-                 exclusive: bool = False, index: bool = True, max_message_size: int | None = None,
+                 exclusive: bool = False, index: bool = True,
+                 max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
                  **dumps_options: Any) -> None:
         if fcntl is None:  # pragma: no cover
             raise OSError("MessageLog needs fcntl.flock (POSIX)")
