@@ -323,7 +323,7 @@ def index_path(path: str) -> str:
     return path + INDEX_SUFFIX
 
 
-def read_index(path: str, buf: Any, size: int) -> tuple[array, int]:
+def read_index(path: str, buf: Any, size: int) -> tuple[array[int], int]:
     """The offsets of an index side file that are proven right by the file itself: the first is
     0, and each message's header (checked at once with NumPy) is valid and ends where the next
     begins, within the file. That is exactly what a scan of the headers finds, so the longest
@@ -374,7 +374,7 @@ class Tail:
     reason: str
 
 
-def scan_headers(buf: Any, start: int, end: int, offsets: array, limit: int | None = None) -> tuple[int, str | None]:
+def scan_headers(buf: Any, start: int, end: int, offsets: array[int], limit: int | None = None) -> tuple[int, str | None]:
     """Append to `offsets` the start of every complete message in buf[start:end], reading only
     their headers; returns (end of the last complete message, None) or, when bytes remain that are
     not a complete message, (where they start, why)."""

@@ -65,7 +65,7 @@ def _find_nul(buf: Any, pos: int, end: int) -> int:
     at = buf.find(b"\x00", pos, end)
     if at < 0:
         raise _Short
-    return at + 1
+    return int(at) + 1
 
 
 def object_end(buf: Any, pos: int, end: int, depth: int = 0) -> int:
