@@ -10,6 +10,7 @@ import errno
 import os
 import random
 import resource
+import select
 import signal
 import struct
 import subprocess
@@ -58,6 +59,20 @@ def _fork_writer(path: str, ack_fd: int, *, sync: str, count: int = 10**9, first
     return pid
 
 
+def _wait(pid: int, timeout: float = 60.0) -> int:
+    """waitpid with a deadline: a writer that hangs is killed and the test fails, never stalls."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError(f"writer {pid} did not finish in {timeout} s")
+        time.sleep(0.005)
+
+
 def _read_acks(fd: int) -> list[int]:
     data = b""
     while True:
@@ -78,10 +93,13 @@ def _kill_trials(tmp_path, trials: int, seed: int) -> dict:
         r, w = os.pipe()
         pid = _fork_writer(path, w, sync=sync)
         os.close(w)
+        if not select.select([r], [], [], 30)[0]:
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError("the writer acknowledged nothing in 30 s")
         first = os.read(r, 4)  # the first append was acknowledged: the writer is running
         time.sleep(rng.uniform(0, 0.03))
         os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        _wait(pid)
         acks = [struct.unpack("<i", first)[0]] + _read_acks(r)
         os.close(r)
         with warnings.catch_warnings(record=True) as caught:
@@ -148,7 +166,7 @@ def test_two_writer_processes_interleave_whole_messages(tmp_path):
             finally:
                 os._exit(code)
         pids.append(pid)
-    assert all(os.waitpid(p, 0)[1] == 0 for p in pids)
+    assert all(_wait(p) == 0 for p in pids)
     got = list(qwire.iter_load(path))
     assert len(got) == 2 * per_writer
     for w in (1, 2):
@@ -198,7 +216,7 @@ def test_file_size_limit_failure_leaves_the_log_as_it_was(tmp_path):
     r, w = os.pipe()
     pid = _fork_writer(path, w, sync="always", setup=_set_fsize_limit(600_000))
     os.close(w)
-    os.waitpid(pid, 0)
+    _wait(pid)
     acks = _read_acks(r)
     os.close(r)
     assert acks[-1] == -errno.EFBIG, acks[-3:]
