@@ -125,6 +125,10 @@ def test_load_enforces_max_message_size_before_reading():
     with pytest.raises(qwire.DecodeError, match="max_message_size=1000000"):
         qwire.load(stream, max_message_size=1_000_000)
     assert stream.raw.served < 1 << 20
+    stream = io.BufferedReader(Endless())
+    with pytest.raises(qwire.DecodeError, match="max_message_size=1000000"):
+        next(qwire.iter_load(stream, max_message_size=1_000_000))
+    assert stream.raw.served < 1 << 20
 
 
 def test_load_checks_a_regular_files_size_against_the_header(tmp_path):

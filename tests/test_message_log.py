@@ -287,3 +287,54 @@ def test_sync_policy_is_checked_and_batch_syncs_on_close(tmp_path):
     assert log._unsynced == 2
     log.close()
     assert list(MessageLog(tmp_path / "b.qlog")) == [0, 1, 2, 3, 4]
+
+
+def test_an_io_error_in_the_sync_cuts_the_append_back(tmp_path, monkeypatch):
+    """fdatasync failing with EIO: the append raises that OSError and leaves no byte of the
+    message in the file (nor in the index); the next append succeeds after the last good one."""
+    import qwire.log as qlog
+
+    path = str(tmp_path / "eio.qlog")
+    log = MessageLog(path)
+    log.append("kept")
+    size, index_size = os.path.getsize(path), os.path.getsize(qwire.io.index_path(path))
+    real = qlog._fdatasync
+    calls = []
+
+    def failing(fd):
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(errno.EIO, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr(qlog, "_fdatasync", failing)
+    with pytest.raises(OSError) as info:
+        log.append(np.arange(10_000))
+    assert info.value.errno == errno.EIO
+    assert os.path.getsize(path) == size and len(log) == 1
+    assert os.path.getsize(qwire.io.index_path(path)) == index_size
+    log.append("after")
+    assert list(MessageLog(path)) == ["kept", "after"]
+
+
+def test_appends_do_not_rescan_the_log(tmp_path, monkeypatch):
+    """Appending is O(1): once the log is open, a single writer's appends read no headers."""
+    log = MessageLog(tmp_path / "o1.qlog", sync="never")
+    for i in range(500):
+        log.append(i)
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("append scanned the file")
+
+    monkeypatch.setattr(qwire.io, "scan_headers", no_scan)
+    for i in range(500, 1000):
+        log.append(i)
+    assert len(log) == 1000 and log[999] == 999
+
+
+def test_a_compressed_log_round_trips(tmp_path):
+    """dumps options pass through: compress=True writes kdb+-compressed messages, read back."""
+    log = MessageLog(tmp_path / "z.qlog", compress=True)
+    data = np.zeros(100_000)
+    n = log.append(data)
+    assert n < data.nbytes // 10 and np.array_equal(log[0], data)

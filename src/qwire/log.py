@@ -67,7 +67,7 @@ class MessageLog(MessageFile):
     sync: "always" | "batch" | "never" (module docstring; docs/FILES.md has the measured costs).
     exclusive: hold the lock from open to close; a second writer gets LogLockedError at once.
     Without it, each append takes the lock, and appends from several processes interleave whole.
-    dumps_options: passed to the Encoder (msg_type, compress is not accepted, q_compatible, ...).
+    dumps_options: as for dumps (msg_type, compress, q_compatible, registry, ...).
     """
 
     def __init__(self, path: _Path, *, sync: Literal["always", "batch", "never"] = "always",
@@ -85,7 +85,12 @@ class MessageLog(MessageFile):
         self._sync_every = sync_every
         self._sync_interval = sync_interval
         self._exclusive = exclusive
-        self._encoder = Encoder(**dumps_options)
+        if "compress" in dumps_options:   # compression is dumps's, not the Encoder's
+            from ._api import dumps
+
+            self._encode: Any = lambda obj: dumps(obj, **dumps_options)
+        else:
+            self._encode = Encoder(**dumps_options).encode
         self._unsynced = 0
         self._last_sync = time.monotonic()
         self.cut_tails: list[tuple[Tail, str]] = []   # (what was cut, the side file holding its bytes)
@@ -132,7 +137,7 @@ class MessageLog(MessageFile):
         """Write obj as one message at the end of the log; returns its size in bytes. When it
         returns, the message is in the file (and on the device, with sync="always"). On an
         error the log is left as it was and the error is raised."""
-        msg = self._encoder.encode(obj)
+        msg = self._encode(obj)
         views = [memoryview(s).cast("B") for s in msg.segments()]
         nbytes = sum(v.nbytes for v in views)
         fd = self._require_fd()
