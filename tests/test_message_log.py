@@ -338,3 +338,16 @@ def test_a_compressed_log_round_trips(tmp_path):
     data = np.zeros(100_000)
     n = log.append(data)
     assert n < data.nbytes // 10 and np.array_equal(log[0], data)
+
+
+def test_a_writer_facing_an_exclusive_log_is_refused_after_its_lock_timeout(tmp_path):
+    """A shared-mode MessageLog waits lock_timeout for a log held with exclusive=True, then
+    raises LogLockedError instead of hanging."""
+    path = str(tmp_path / "held.qlog")
+    holder = MessageLog(path, exclusive=True)
+    start = time.monotonic()
+    with pytest.raises(LogLockedError, match="stayed locked"):
+        MessageLog(path, lock_timeout=0.2)
+    assert 0.2 <= time.monotonic() - start < 5
+    holder.close()
+    assert len(MessageLog(path, lock_timeout=0.2)) == 0

@@ -427,7 +427,11 @@ class MessageFile(Sequence[Any]):
         self._view: memoryview | None = None    # of the whole map, sliced per message
         self._map_size = 0
         self.tail: Tail | None = None
-        self.refresh()
+        try:
+            self.refresh()
+        except BaseException:
+            self.close()
+            raise
 
     def _open_fd(self) -> int:
         return os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))

@@ -44,6 +44,7 @@ __all__ = ["MessageLog", "LogLockedError", "TornTailWarning", "SYNC_POLICIES"]
 SYNC_POLICIES = ("always", "batch", "never")
 DEFAULT_SYNC_EVERY = 64          # appends between syncs with sync="batch"
 DEFAULT_SYNC_INTERVAL = 1.0      # seconds between syncs with sync="batch"
+DEFAULT_LOCK_TIMEOUT = 10.0      # seconds an append or refresh waits for another writer's lock
 
 _fdatasync = getattr(os, "fdatasync", os.fsync)
 
@@ -66,13 +67,14 @@ class MessageLog(MessageFile):
 
     sync: "always" | "batch" | "never" (module docstring; docs/FILES.md has the measured costs).
     exclusive: hold the lock from open to close; a second writer gets LogLockedError at once.
-    Without it, each append takes the lock, and appends from several processes interleave whole.
+    Without it, each append takes the lock, and appends from several processes interleave whole;
+    lock_timeout: how long an append (or opening) waits for the lock before LogLockedError.
     dumps_options: as for dumps (msg_type, compress, q_compatible, registry, ...).
     """
 
     def __init__(self, path: _Path, *, sync: Literal["always", "batch", "never"] = "always",
                  sync_every: int = DEFAULT_SYNC_EVERY, sync_interval: float = DEFAULT_SYNC_INTERVAL,
-                 exclusive: bool = False, index: bool = True,
+                 exclusive: bool = False, index: bool = True, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
                  max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
                  **dumps_options: Any) -> None:
         if fcntl is None:  # pragma: no cover
@@ -85,6 +87,7 @@ class MessageLog(MessageFile):
         self._sync_every = sync_every
         self._sync_interval = sync_interval
         self._exclusive = exclusive
+        self._lock_timeout = lock_timeout
         if "compress" in dumps_options:   # compression is dumps's, not the Encoder's
             from ._api import dumps
 
@@ -127,7 +130,7 @@ class MessageLog(MessageFile):
         fd = self._require_fd()
         if self._exclusive:
             return super().refresh()
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        self._lock(fd, fcntl.LOCK_SH)
         try:
             return super().refresh()
         finally:
@@ -142,7 +145,7 @@ class MessageLog(MessageFile):
         nbytes = sum(v.nbytes for v in views)
         fd = self._require_fd()
         if not self._exclusive:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._lock(fd, fcntl.LOCK_EX)
         try:
             self._catch_up(fd)
             start = self._end
@@ -165,6 +168,27 @@ class MessageLog(MessageFile):
             if self._unsynced >= self._sync_every or time.monotonic() - self._last_sync >= self._sync_interval:
                 self.sync()
         return nbytes
+
+    def _lock(self, fd: int, kind: int) -> None:
+        """flock(kind), waiting at most lock_timeout seconds (another append takes microseconds
+        to milliseconds; a log held with exclusive=True is refused with LogLockedError)."""
+        try:
+            fcntl.flock(fd, kind | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        deadline = time.monotonic() + self._lock_timeout
+        pause = 20e-6
+        while True:
+            time.sleep(pause)
+            try:
+                fcntl.flock(fd, kind | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LogLockedError(errno.EWOULDBLOCK, f"{self.path} stayed locked by another writer for "
+                                         f"{self._lock_timeout} s (a MessageLog opened with exclusive=True?)") from None
+                pause = min(pause * 2, 0.005)
 
     def _write_index(self) -> None:
         """Under the lock: write the offsets the index side file lacks. The index is a cache
