@@ -44,6 +44,7 @@ __all__ = ["MessageLog", "LogLockedError", "TornTailWarning", "SYNC_POLICIES"]
 SYNC_POLICIES = ("always", "batch", "never")
 DEFAULT_SYNC_EVERY = 64          # appends between syncs with sync="batch"
 DEFAULT_SYNC_INTERVAL = 1.0      # seconds between syncs with sync="batch"
+INDEX_BATCH = 64                 # offsets written to the index side file at a time (and on sync/close)
 DEFAULT_LOCK_TIMEOUT = 10.0      # seconds an append or refresh waits for another writer's lock
 
 _fdatasync = getattr(os, "fdatasync", os.fsync)
@@ -158,7 +159,7 @@ class MessageLog(MessageFile):
                 raise
             self._offsets.append(start)
             self._end = start + nbytes
-            if self._index_fd >= 0:
+            if self._index_fd >= 0 and len(self._offsets) - self._indexed >= INDEX_BATCH:
                 self._write_index()
         finally:
             if not self._exclusive:
@@ -191,8 +192,9 @@ class MessageLog(MessageFile):
                 pause = min(pause * 2, 0.005)
 
     def _write_index(self) -> None:
-        """Under the lock: write the offsets the index side file lacks. The index is a cache
-        (never synced): readers check it against the headers and scan what it does not prove."""
+        """Under the lock: write the offsets the index side file lacks (every INDEX_BATCH appends,
+        and on sync and close). The index is a cache (never synced): readers check it against the
+        headers and scan what it does not prove."""
         k = self._indexed
         try:
             if k == 0:
@@ -239,8 +241,24 @@ class MessageLog(MessageFile):
                 exc.add_note(note)
         self._drop_map()
 
+    def _flush_index(self) -> None:
+        if self._index_fd < 0 or self._fd < 0 or self._indexed == len(self._offsets):
+            return
+        if not self._exclusive:
+            try:
+                self._lock(self._fd, fcntl.LOCK_EX)
+            except LogLockedError:
+                return  # the index is a cache: what it lacks, the next open scans
+        try:
+            if os.fstat(self._fd).st_size >= self._end:
+                self._write_index()
+        finally:
+            if not self._exclusive:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
     def sync(self) -> None:
-        """Force every append so far to the device (fdatasync)."""
+        """Force every append so far to the device (fdatasync); bring the index up to date."""
+        self._flush_index()
         if self._fd >= 0:
             _fdatasync(self._fd)
         self._unsynced = 0
@@ -263,12 +281,25 @@ class MessageLog(MessageFile):
         if self._fd >= 0 and self.sync_policy == "batch" and self._unsynced:
             self.sync()
         if getattr(self, "_index_fd", -1) >= 0:
+            self._flush_index()
             os.close(self._index_fd)
             self._index_fd = -1
         super().close()
 
     def __enter__(self) -> MessageLog:
         return self
+
+    def __del__(self) -> None:
+        # Garbage collection closes the descriptors and nothing more: waiting for the lock to
+        # write the index, or syncing, is close()'s job (the index is a cache; appends are
+        # already in the kernel).
+        try:
+            if getattr(self, "_index_fd", -1) >= 0:
+                os.close(self._index_fd)
+                self._index_fd = -1
+            MessageFile.close(self)
+        except Exception:
+            pass
 
 
 def _sync_directory(path: str) -> None:
