@@ -6,7 +6,9 @@ code `python -m qwire bench --files` runs).
     pytest benchmarks/test_bench_files.py --benchmark-columns=median,iqr,rounds
 
 Appends are timed with sync="never" (each store's cheapest setting that still survives the
-writer's death) and sync="always" (each append on the device before it returns); reads and
+writer's death) and sync="always" (each append on the device before it returns; timed one store
+after another, these follow the disk's drifting flush latency: `python -m qwire bench --files`
+also times them with the stores taking turns, which is the comparison to quote); reads and
 replays on a log of ENTRIES entries.
 """
 from __future__ import annotations

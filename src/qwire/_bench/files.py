@@ -236,6 +236,31 @@ def measure_open(entries: int, directory: str) -> dict:
     return {"entries": entries, "open_ms": statistics.median(times) * 1e3}
 
 
+def measure_synced_appends_interleaved(names: list[str], directory: str, rounds: int) -> dict:
+    """Median microseconds of a sync="always" append per store, the stores taking turns append
+    by append: a device's flush latency drifts over seconds, so timing one store after another
+    would rank the drift, not the stores."""
+    stores, handles, times = {}, {}, {}
+    for name in names:
+        try:
+            stores[name] = STORES[name]()
+            handles[name] = stores[name].open(os.path.join(directory, f"interleaved-{name}"), "always")
+            times[name] = []
+        except ImportError:
+            stores.pop(name, None)
+    entry = make_entry(5)
+    try:
+        for _ in range(rounds):
+            for name, store in stores.items():
+                t = time.perf_counter()
+                store.append(handles[name], entry)
+                times[name].append(time.perf_counter() - t)
+    finally:
+        for name, store in stores.items():
+            store.close(handles[name])
+    return {stores[n].name: _median_us(t) for n, t in times.items()}
+
+
 def run_files_bench(entries: int = 5000, synced_entries: int = 300, stores: list[str] | None = None,
                     directory: str | None = None) -> dict:
     """Every store with sync="never" on `entries` entries and sync="always" on `synced_entries`,
@@ -255,10 +280,11 @@ def run_files_bench(entries: int = 5000, synced_entries: int = 300, stores: list
                     rows.append(measure_store(store, tempfile.mkdtemp(dir=base), entries, "batch"))
             except ImportError as exc:
                 rows.append({"store": name, "skipped": f"not installed ({exc})"})
+        interleaved = measure_synced_appends_interleaved(chosen, tempfile.mkdtemp(dir=base), synced_entries)
         opened = measure_open(entries * 20, tempfile.mkdtemp(dir=base))
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    return {"rows": rows, "open": opened}
+    return {"rows": rows, "always_interleaved_us": interleaved, "open": opened}
 
 
 def format_files_table(result: dict) -> str:
@@ -269,6 +295,10 @@ def format_files_table(result: dict) -> str:
             continue
         lines.append(f"{r['store']:18} {r['sync']:7} {r['entries']:7d} {r['append_us']:10.1f} {r['read_n_us']:10.1f} "
                      f"{r['replay_ms']:10.2f} {r['bytes']:10d}")
+    inter = result.get("always_interleaved_us", {})
+    if inter:
+        lines.append("sync=always appends, stores taking turns (median µs): "
+                     + ", ".join(f"{k} {v:.0f}" for k, v in inter.items()))
     o = result["open"]
     lines.append(f"opening a MessageLog of {o['entries']} entries (header scan): {o['open_ms']:.1f} ms")
     return "\n".join(lines)
