@@ -321,3 +321,20 @@ def test_a_log_keeps_its_index_current(tmp_path):
     again.close()
     assert os.path.getsize(ix) == 8 + 8 * 101 and len(again.cut_tails) == 1
     assert MessageFile(path)[-1] == "next"
+
+
+def test_iter_load_mmap_stops_with_an_error_when_the_file_shrinks_mid_replay(tmp_path):
+    """iter_load(mmap=True) checks the file's size before each message it decodes: a
+    truncation between two messages is a DecodeError, not SIGBUS."""
+    path = tmp_path / "shrink.q"
+    with open(path, "wb") as f:
+        for i in range(4):
+            qwire.dump(np.full(20_000, i), f)
+    it = qwire.iter_load(path, mmap=True)
+    first = next(it)
+    assert int(first[0]) == 0
+    os.truncate(path, 100)
+    with pytest.raises(qwire.DecodeError, match="shrank"):
+        next(it)
+    # `first` is a view into the map: touching its pages now would be SIGBUS (SECURITY.md), the
+    # hazard no check can remove for values already returned.

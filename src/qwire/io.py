@@ -193,10 +193,16 @@ def iter_load(file: _Path | IO[bytes], *, mmap: bool = False, start: int = 0, st
             return
         view = memoryview(mapped)
         pos = file.tell()
+        fd = file.fileno()
         while pos < len(view) and (stop is None or index < stop):
+            size = os.fstat(fd).st_size   # before touching the map: pages past the end are SIGBUS
+            if size < min(pos + HEADER_SIZE, len(view)):
+                raise DecodeError(f"the file shrank to {size} bytes while it was read", size)
             total = _message_length(view[pos : pos + HEADER_SIZE], pos, max_message_size)
             if pos + total > len(view):
                 raise DecodeError(f"file ends inside a message: {len(view) - pos} of {total} bytes", len(view))
+            if pos + total > size:
+                raise DecodeError(f"the file shrank to {size} bytes while it was read", size)
             if index >= start:
                 yield loads(view[pos : pos + total], max_message_size=max_message_size, **options)
             pos += total

@@ -323,6 +323,8 @@ class TickerplantLog:
         """(start, end) of each complete record, up to limit records (-1: all); stops at a bad tail."""
         pos, n = len(LOG_HEADER), 0
         while pos < size and (limit < 0 or n < limit):
+            if os.stat(self.path).st_size < size:   # before touching the map: a shorter file is SIGBUS
+                raise DecodeError(f"{self.path} shrank while it was read (it was {size} bytes)", pos)
             try:
                 end = object_end(buf, pos, size)
             except (_Short, DecodeError):
@@ -346,7 +348,7 @@ class TickerplantLog:
         buf, size = self._open()
         done, end = 0, len(LOG_HEADER)
         for start, end in self._scan(buf, size, n):
-            value = loads(_as_message(buf[start:end]), **self._loads_options)
+            value = loads(_as_message(buf[start:end]), **self._loads_options)   # copies the record
             yield _record(value)
             done += 1
         if (n < 0 or done < n) and end != size:
