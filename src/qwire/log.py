@@ -13,7 +13,8 @@ What makes it a log (docs/FILES.md states the guarantees precisely):
   returned as a message; they are reported (`tail`, a `TornTailWarning`) when the log is opened,
   and the next append saves them to a side file and cuts them off before writing;
 * `sync=` says when appended bytes are forced to the device: "always" (before append returns),
-  "batch" (every `sync_every` appends or `sync_interval` seconds, and on sync()/close()) or
+  "batch" (after every `sync_every`-th append, after the first append `sync_interval` seconds
+  past the last sync, and on sync()/close(); no timer runs) or
   "never" (left to the OS). Every policy survives the death of the writing process (the bytes
   are in the kernel once write returns); only "always" survives power loss or a kernel crash for
   every acknowledged append.
