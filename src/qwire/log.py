@@ -201,7 +201,7 @@ class MessageLog(MessageFile):
             if k == 0:
                 os.pwrite(self._index_fd, INDEX_MAGIC, 0)
             os.pwrite(self._index_fd, self._offsets[k:].tobytes(), len(INDEX_MAGIC) + 8 * k)
-            if k < len(self._offsets) - 1:   # rebuilt: drop whatever stale entries followed
+            if k == 0 or k < len(self._offsets) - 1:   # (re)built: drop whatever stale entries followed
                 os.ftruncate(self._index_fd, len(INDEX_MAGIC) + 8 * len(self._offsets))
             self._indexed = len(self._offsets)
         except OSError:
