@@ -9,9 +9,11 @@
 C-contiguous buffer, a `Message` or an mmap. See docs/TYPES.md for the type mapping.
 """
 from ._api import Decoder, Encoder, Message, dump, dumps, load, loads
-from .io import MessageLog, iter_load
+from .io import MessageFile, iter_load
+from .log import LogLockedError, MessageLog, TornTailWarning
+from . import kdbfiles  # kdb+'s set/get files and tickerplant logs (qwire.kdbfiles.get, .TickerplantLog)
 from .compression import compress, decompress
-from .errors import DecodeError, EncodeError, QError, QWireError
+from .errors import DecodeError, EncodeError, EndOfFile, QError, QWireError
 from .qtypes import QType
 from .values import (
     ELIDED,
@@ -40,6 +42,10 @@ __all__ = [
     "load",
     "iter_load",
     "MessageLog",
+    "MessageFile",
+    "LogLockedError",
+    "TornTailWarning",
+    "EndOfFile",
     "Encoder",
     "Decoder",
     "Message",

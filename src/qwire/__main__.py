@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", metavar="FILE", help="also write a PNG bar chart (needs matplotlib)")
     bench.add_argument("--markdown", metavar="FILE", help="also write the results as a markdown table")
     bench.add_argument("--list", action="store_true", help="list the workloads and exit")
+    bench.add_argument("--files", action="store_true",
+                       help="time file stores instead: a MessageLog, a pickle file, SQLite blobs and h5py "
+                       "(append, read entry N, replay; sync never/always) in the temp directory")
     bench.add_argument("--no-progress", action="store_true", help="print nothing on stderr while running")
 
     inspect = commands.add_parser(

@@ -5,7 +5,7 @@ import os
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from ._core import Decoder, Encoder, Message, dumps, loads
-from .io import load
+from .io import load, write_message
 
 if TYPE_CHECKING:
     import socket
@@ -26,10 +26,11 @@ def _compress_message(msg: Message, mode: bool | Literal["auto"]) -> Message:
 
 def dump(obj: object, file: str | bytes | os.PathLike[str] | IO[bytes] | socket.socket | int, **kwargs: Any) -> int:
     """Write `obj` as one message to a binary file object, socket or file descriptor, or to a new
-    file at a path (created or truncated, as open(path, "wb")); returns the bytes written."""
+    file at a path (created or truncated, as open(path, "wb")); returns the bytes written. A target
+    that takes fewer bytes raises BlockingIOError/OSError with `characters_written` (qwire.io)."""
     msg = dumps(obj, **kwargs)
     if isinstance(file, (str, bytes, os.PathLike)):
         with open(file, "wb") as f:
-            return msg.write_to(f)
-    return msg.write_to(file)
+            return write_message(msg, f)
+    return write_message(msg, file)
 

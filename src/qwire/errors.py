@@ -14,6 +14,7 @@ __all__ = [
     "ForeignObjectError",
     "OnDiskObjectError",
     "UnregisteredTypeError",
+    "EndOfFile",
 ]
 
 
@@ -95,3 +96,8 @@ class UnregisteredTypeError(DecodeError):
                  name: str | None = None) -> None:
         self.name = name
         super().__init__(message, offset, type_code)
+
+
+class EndOfFile(DecodeError, EOFError):
+    """`load` found no message: the file or stream is at its end (pickle.load raises EOFError
+    there too). A file that ends inside a message is a plain `DecodeError`."""

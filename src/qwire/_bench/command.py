@@ -29,6 +29,18 @@ def _chosen_peers(spec: str | None) -> list[str]:
 
 
 def bench_command(args) -> int:
+    if getattr(args, "files", False):
+        from .files import format_files_table, run_files_bench
+
+        entries, synced = (1000, 50) if args.quick else (5000, 300)
+        result = run_files_bench(entries=entries, synced_entries=synced)
+        print(format_files_table(result))
+        if args.json:
+            import json
+
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(result, f, indent=1)
+        return 0
     if args.list:
         for w in WORKLOADS.values():
             print(f"{w.name:12}  {w.title}")
