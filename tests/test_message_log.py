@@ -153,6 +153,9 @@ def test_two_writer_processes_interleave_whole_messages(tmp_path):
     path = str(tmp_path / "two.qlog")
     per_writer = 3000
     go_r, go_w = os.pipe()
+    # Halfway, each writer waits until the other is halfway too, so that the two overlap however
+    # the machine schedules them (under load one could otherwise finish before the other starts).
+    halfway = {1: os.pipe(), 2: os.pipe()}
     pids = []
     for w in (1, 2):
         pid = os.fork()
@@ -162,6 +165,9 @@ def test_two_writer_processes_interleave_whole_messages(tmp_path):
                 log = MessageLog(path, sync="never")
                 os.read(go_r, 1)            # start together
                 for i in range(per_writer):
+                    if i == per_writer // 2:
+                        os.write(halfway[w][1], b"h")
+                        os.read(halfway[3 - w][0], 1)
                     log.append(_small(w, i))
                 log.close()
                 code = 0
@@ -170,8 +176,8 @@ def test_two_writer_processes_interleave_whole_messages(tmp_path):
         pids.append(pid)
     os.write(go_w, b"gg")
     assert all(_wait(p) == 0 for p in pids)
-    os.close(go_r)
-    os.close(go_w)
+    for fd in (go_r, go_w, *halfway[1], *halfway[2]):
+        os.close(fd)
     got = list(qwire.iter_load(path))
     assert len(got) == 2 * per_writer
     for w in (1, 2):
