@@ -79,3 +79,22 @@ __all__ += [
     "OnDiskObjectError",
     "UnregisteredTypeError",
 ]
+
+# Connections (docs/IPC.md): errors of the protocol layer.
+from .errors import (  # noqa: E402
+    AuthenticationError,
+    ConnectionClosed,
+    IPCError,
+    MessageTooLarge,
+    ProtocolError,
+    RequestTimeout,
+)
+
+__all__ += [
+    "IPCError",
+    "ConnectionClosed",
+    "AuthenticationError",
+    "ProtocolError",
+    "MessageTooLarge",
+    "RequestTimeout",
+]
