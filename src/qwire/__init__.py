@@ -31,6 +31,8 @@ from .values import (
     Vector,
 )
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -80,7 +82,10 @@ __all__ += [
     "UnregisteredTypeError",
 ]
 
-# Connections (docs/IPC.md): errors of the protocol layer.
+# Connections (docs/IPC.md): the client (qwire.ipc, imported on first use: sockets and ssl cost
+# ~25 ms) and the errors of the protocol layer. qwire.aio is the asyncio API.
+if TYPE_CHECKING:
+    from .ipc import Connection, connect
 from .errors import (  # noqa: E402
     AuthenticationError,
     ConnectionClosed,
@@ -91,6 +96,8 @@ from .errors import (  # noqa: E402
 )
 
 __all__ += [
+    "connect",
+    "Connection",
     "IPCError",
     "ConnectionClosed",
     "AuthenticationError",
@@ -98,3 +105,11 @@ __all__ += [
     "MessageTooLarge",
     "RequestTimeout",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("connect", "Connection"):
+        from . import ipc
+
+        return getattr(ipc, name)
+    raise AttributeError(f"module 'qwire' has no attribute {name!r}")

@@ -4,8 +4,8 @@ protocol in `qwire.ipc._protocol` (handshake, framing, limits, compression rule)
 from __future__ import annotations
 
 from ._protocol import CAPABILITY, Limits, kx_unix_path
+from .client import Connection, connect
 
-__all__ = ["CAPABILITY", "Limits", "kx_unix_path"]
+__all__ = ["CAPABILITY", "Limits", "kx_unix_path", "connect", "Connection"]
 
-# The client (qwire.ipc.client): connect, Connection.
 # The server (qwire.ipc.server, written separately): Server.

@@ -67,6 +67,7 @@ __all__ = [
     "Frame",
     "FrameReader",
     "send_segments",
+    "wait_ready",
     "is_local_address",
     "should_compress",
     "prepare_outgoing",
@@ -451,29 +452,33 @@ class FrameReader:
 # --- sending ---------------------------------------------------------------------------------
 _IOV_BATCH = 512  # below every platform's IOV_MAX (1024 on Linux, macOS)
 
-Segments = Union["Sequence[Buffer]", Message]
 
-
-def send_segments(sock: socket.socket, segments: Sequence[Buffer]) -> int:
+def send_segments(sock: socket.socket, segments: Sequence[Buffer], deadline: float | None = None) -> int:
     """Write every segment with sendmsg (scatter-gather: never joined), looping on partial sends.
 
-    The socket's timeout applies to each system call. TLS sockets, which have no sendmsg, get each
-    segment through sendall. Returns the bytes sent.
+    Works on blocking and non-blocking sockets: when the kernel's buffer is full, waits for room
+    until `deadline` (a time.monotonic() value; None: forever) and raises the builtin TimeoutError
+    after it (some bytes may have been sent: the stream is then broken and must be closed).
+    TLS sockets, which have no sendmsg, get each segment through send. Returns the bytes sent.
     """
     import ssl as _ssl
 
-    if isinstance(sock, _ssl.SSLSocket):
-        total = 0
-        for seg in segments:
-            sock.sendall(seg)
-            total += memoryview(seg).nbytes
-        return total
     views = [memoryview(seg).cast("B") for seg in segments]
+    tls = isinstance(sock, _ssl.SSLSocket)
     total = 0
     i = 0
     while i < len(views):
-        batch = views[i:i + _IOV_BATCH]
-        sent = sock.sendmsg(batch)
+        if not len(views[i]):
+            i += 1
+            continue
+        try:
+            sent = sock.send(views[i]) if tls else sock.sendmsg(views[i:i + _IOV_BATCH])
+        except (BlockingIOError, InterruptedError, _ssl.SSLWantWriteError):
+            wait_ready(sock, True, deadline)
+            continue
+        except _ssl.SSLWantReadError:
+            wait_ready(sock, False, deadline)
+            continue
         total += sent
         # drop the segments sent whole; keep the unsent tail of a partial one
         while sent:
@@ -484,9 +489,31 @@ def send_segments(sock: socket.socket, segments: Sequence[Buffer]) -> int:
             else:
                 views[i] = views[i][sent:]
                 sent = 0
-        while i < len(views) and not len(views[i]):
-            i += 1
     return total
+
+
+def wait_ready(sock: socket.socket, write: bool, deadline: float | None) -> None:
+    """Block until `sock` is readable (write=False) or writable, or raise TimeoutError at
+    `deadline` (time.monotonic(); None: wait forever)."""
+    import select
+    import time
+
+    while True:
+        if deadline is None:
+            timeout = None
+        else:
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                raise TimeoutError("timed out")
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock, select.POLLOUT if write else select.POLLIN)
+            if poller.poll(None if timeout is None else max(1, int(timeout * 1000 + 0.999))):
+                return
+        else:  # pragma: no cover (Windows)
+            r, w, _ = select.select([] if write else [sock], [sock] if write else [], [], timeout)
+            if r or w:
+                return
 
 
 # --- compression (spec 5.1) ------------------------------------------------------------------
