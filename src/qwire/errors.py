@@ -20,6 +20,7 @@ __all__ = [
     "ProtocolError",
     "MessageTooLarge",
     "RequestTimeout",
+    "NoRequestWaiting",
 ]
 
 
@@ -167,3 +168,8 @@ class MessageTooLarge(ProtocolError):
 class RequestTimeout(IPCError, TimeoutError):
     """Connecting, the handshake, or a request took longer than its timeout. After a request
     timed out the connection is closed: a late response would otherwise answer the next request."""
+
+
+class NoRequestWaiting(QWireError, RuntimeError):
+    """A server handler answered (`conn.reply`, `conn.reply_error`) when no request of that
+    connection was deferred: as q's -30! on a handle with no request waiting."""
