@@ -422,3 +422,15 @@ def test_limits_are_the_servers():
         qwire.Server(lambda c, v: v, capability=7)
     with pytest.raises(ValueError):
         qwire.Server(lambda c, v: v, compression="sometimes")
+
+
+def test_a_pre_encoded_message_is_sent_as_it_is():
+    """on_sync may return a Message it encoded once (msg_type "response"): sent unchanged; one
+    of another type is an error reply."""
+    cached = qwire.dumps({"a": np.arange(10)}, msg_type="response", q_compatible=True)
+    wrong = qwire.dumps(1, msg_type="async")
+    with qwire.Server(lambda c, v: cached if v == 1 else wrong) as server, qwire.connect("127.0.0.1", server.port) as q:
+        got = q.sync(1)
+        assert list(got) == ["a"] and np.array_equal(got["a"], np.arange(10))
+        with pytest.raises(qwire.QError, match="msg_type"):
+            q.sync(2)

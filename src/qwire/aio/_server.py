@@ -32,7 +32,7 @@ from typing import Any
 from .._core import Encoder
 from ..errors import ConnectionClosed, DecodeError, IPCError, NoRequestWaiting, ProtocolError, QError
 from ..ipc import _protocol as p
-from ..ipc.server import DEFERRED, _Hooks, _Slot, error_text
+from ..ipc.server import DEFERRED, _encode, _Hooks, _Slot, error_text
 
 __all__ = ["start_server", "Server", "ServerConnection"]
 
@@ -294,7 +294,7 @@ class ServerConnection(asyncio.BufferedProtocol):
 
     # --- sending --------------------------------------------------------------------------
     def _outgoing(self, kind: str, value: Any) -> Sequence[Any]:
-        message = self._encoders[kind].encode(value)
+        message = _encode(self._encoders, kind, value)
         return p.prepare_outgoing(message, local=self.local, capability=self.capability,
                                   mode=self.server.compression)
 

@@ -26,6 +26,8 @@ Deferred replies (q's -30!): `on_sync` returns `qwire.DEFERRED`, and later, from
 `conn.reply(value)` or `conn.reply_error(text)` answers that connection's oldest deferred
 request. Responses always leave in the order the requests came (the protocol has no request
 ids): an answer ready while an earlier request is still deferred waits for it.
+A handler may return (or push) a `qwire.Message` it encoded itself, with msg_type "response" (or
+"async"): it is sent as it is, so a value served to many clients is encoded once.
 Pushing: `conn.send(value)` sends an async message to the client at any time, from any thread
 (a tickerplant's `neg[h] (`upd; t; x)`); `server.connections` lists the open connections.
 """
@@ -43,8 +45,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._core import Encoder
-from ..errors import ConnectionClosed, DecodeError, NoRequestWaiting, ProtocolError, QError
+from .._core import Encoder, Message
+from ..errors import ConnectionClosed, DecodeError, EncodeError, NoRequestWaiting, ProtocolError, QError
 from . import _protocol as p
 
 __all__ = ["Server", "ServerConnection", "Handler", "DEFERRED"]
@@ -132,6 +134,18 @@ def error_text(exc: BaseException) -> str:
     if isinstance(exc, QError):
         return exc.text
     return str(exc) or type(exc).__name__
+
+
+def _encode(encoders: dict[str, Encoder], kind: str, value: Any) -> Message:
+    """The message for a response or push. A `qwire.Message` of the right type is sent as it is:
+    a value served to many clients is encoded once (dumps(value, msg_type="response",
+    q_compatible=True, capability=...) is then the caller's to match to the clients)."""
+    if isinstance(value, Message):
+        expected = p.RESPONSE if kind == "response" else p.ASYNC
+        if value.msg_type != expected:
+            raise EncodeError(f"a pre-encoded {kind} must have msg_type={kind!r}, not {value.msg_type}", Message)
+        return value
+    return encoders[kind].encode(value)
 
 
 class _Slot:
@@ -372,7 +386,7 @@ class ServerConnection:
 
     # --- sending ------------------------------------------------------------------------
     def _outgoing(self, kind: str, value: Any) -> Sequence[Any]:
-        message = self._encoders[kind].encode(value)
+        message = _encode(self._encoders, kind, value)
         return p.prepare_outgoing(message, local=self.local, capability=self.capability,
                                   mode=self.server.compression)
 
