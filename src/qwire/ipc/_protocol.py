@@ -107,10 +107,10 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 #: Seconds a server gives a new client to complete its hello.
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 #: Seconds a request waits for its response: None (a q query may legitimately run for minutes).
-DEFAULT_REQUEST_TIMEOUT: float | None = None
+DEFAULT_REQUEST_TIMEOUT = None
 #: Seconds a server keeps a connection that sends nothing: None (tickerplant subscribers are
 #: silent for hours). Set it for servers open to untrusted clients.
-DEFAULT_IDLE_TIMEOUT: float | None = None
+DEFAULT_IDLE_TIMEOUT = None
 #: Connections a server holds at once; more are accepted and closed at once.
 DEFAULT_MAX_CONNECTIONS = 1024
 
