@@ -16,7 +16,7 @@ class AiokdbServer:
     a char vector "echo"-less request is answered by `answer(cmd, writer)`."""
 
     def __init__(self, answer: Callable[[Any, Any], Any], password: str | None = None,
-                 unix: str | None = None) -> None:
+                 unix: str | None = None, ssl: Any = None) -> None:
         from aiokdb import server as aserver
 
         class Context(aserver.ServerContext):
@@ -29,6 +29,7 @@ class AiokdbServer:
         self.context = Context(password)
         self.context.asyncs = []
         self._unix = unix
+        self._ssl = ssl
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -44,9 +45,9 @@ class AiokdbServer:
         async def start() -> None:
             handler = partial(aserver.handle_connection, self.context)
             if self._unix is not None:
-                self._server = await asyncio.start_unix_server(handler, self._unix)
+                self._server = await asyncio.start_unix_server(handler, self._unix, ssl=self._ssl)
             else:
-                self._server = await asyncio.start_server(handler, "127.0.0.1", 0)
+                self._server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=self._ssl)
                 self.port = self._server.sockets[0].getsockname()[1]
             self._ready.set()
 
@@ -61,6 +62,10 @@ class AiokdbServer:
     def __exit__(self, *exc: object) -> None:
         async def stop() -> None:
             self._server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -132,3 +137,43 @@ def read_message(conn: socket.socket) -> bytes:
     header = exact(8)
     total = int.from_bytes(header[4:8], "little") + (header[3] << 32)
     return header + exact(total - 8)
+
+
+def make_certificate(directory: Any) -> tuple[str, str]:
+    """A self-signed certificate for localhost / 127.0.0.1 / ::1, made for the test
+    (cryptography): the paths of the certificate and its key, PEM."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([
+            x509.DNSName("localhost"),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            x509.IPAddress(ipaddress.ip_address("::1")),
+        ]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = str(directory / "cert.pem")
+    key_path = str(directory / "key.pem")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return cert_path, key_path

@@ -24,7 +24,7 @@ from typing import Any
 from .._core import Encoder
 from ..errors import AuthenticationError, ConnectionClosed, DecodeError, IPCError, QError, RequestTimeout
 from ..ipc import _protocol as p
-from ..ipc.client import NO_SYNC_HANDLER, _tls_context, _unix_path
+from ..ipc.client import NO_SYNC_HANDLER, _connect_error, _tls_context, _unix_path
 
 __all__ = ["connect", "Connection"]
 
@@ -150,7 +150,7 @@ async def connect(host: str = "localhost", port: int | None = None, *, user: str
                 transport, _ = await loop.create_connection(factory, host, port, ssl=context,
                                                             server_hostname=host if context else None)
             except OSError as e:
-                raise ConnectionClosed(f"cannot connect: {e}", peer) from e
+                raise _connect_error(e, peer) from e
             sock = transport.get_extra_info("socket")
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             local = p.is_local_address(sock.family, sock.getpeername())
@@ -328,10 +328,14 @@ class Connection:
     def _fail(self, error: BaseException) -> None:
         if self._failure is None:
             self._failure = error
+        first = not self._closed
         while self._waiters:
             future = self._waiters.popleft()
             if not future.done():
-                future.set_exception(self._closed_error())
+                # the oldest request sees why (as the reading thread does in the blocking
+                # client); the others that the connection is gone, and why
+                future.set_exception(error if first else self._closed_error())
+                first = False
         self._inbox_ready.set()  # wakes receive(), which then sees the failure
         self._transport.abort()
 

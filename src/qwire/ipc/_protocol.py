@@ -108,14 +108,14 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 #: Seconds a server gives a new client to complete its hello.
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 #: Seconds a request waits for its response: None (a q query may legitimately run for minutes).
-DEFAULT_REQUEST_TIMEOUT: float | None = None
+DEFAULT_REQUEST_TIMEOUT = None
 #: Seconds a server keeps a connection that sends nothing: None (tickerplant subscribers are
 #: silent for hours). Set it for servers open to untrusted clients.
-DEFAULT_IDLE_TIMEOUT: float | None = None
+DEFAULT_IDLE_TIMEOUT = None
 #: Seconds a server allows one message to take to arrive once its first byte has, and one
 #: message it sends to be written (a peer sending a byte a second, or not reading what it is
 #: sent, is closed after it). 1 GiB over a 100 Mbit/s link takes ~90 s.
-DEFAULT_TRANSFER_TIMEOUT: float | None = 300.0
+DEFAULT_TRANSFER_TIMEOUT = 300.0
 #: Connections a server holds at once; more are accepted and closed at once.
 DEFAULT_MAX_CONNECTIONS = 1024
 

@@ -153,6 +153,10 @@ def open_socket(target: _Target) -> tuple[socket.socket, int, str, bool]:
 
 
 def _connect_error(e: BaseException, peer: str) -> BaseException:
+    """What connect raises for a failure below the protocol. TLS failures (a certificate that does
+    not verify) stay ssl.SSLError, which callers know how to read."""
+    if isinstance(e, _ssl.SSLError):
+        return e
     if isinstance(e, (socket.timeout, TimeoutError)):
         return RequestTimeout("timed out connecting and doing the handshake", peer)
     if isinstance(e, OSError):
