@@ -421,9 +421,18 @@ class ServerConnection:
 
     def _write(self, segments: Sequence[Any]) -> None:
         """Write one message (the lock is held); a failure or a timeout closes the connection."""
-        limits = self.server.limits
-        deadline = None if limits.transfer_timeout is None else time.monotonic() + limits.transfer_timeout
         try:
+            if not self._tls and len(segments) == 1:  # small messages: one send, most often whole
+                view = memoryview(segments[0]).cast("B")
+                try:
+                    sent = self._sock.send(view)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                if sent == len(view):
+                    return
+                segments = (view[sent:],)
+            limits = self.server.limits
+            deadline = None if limits.transfer_timeout is None else time.monotonic() + limits.transfer_timeout
             if self._tls:
                 self._write_tls(segments, deadline)
             else:
