@@ -110,14 +110,15 @@ class _Hooks:
     def __init__(self, handler: Any) -> None:
         default = Handler()
         if callable(handler) and not any(hasattr(handler, n) for n in self.__slots__):
-            self.on_sync: Callable[[ServerConnection, Any], Any] = handler
+            self.on_sync: Callable[[Any, Any], Any] = handler
             handler = default
         else:
             self.on_sync = getattr(handler, "on_sync", default.on_sync)
-        self.check_login: Callable[[str, str], bool] = getattr(handler, "check_login", default.check_login)
-        self.on_open: Callable[[ServerConnection], object] = getattr(handler, "on_open", default.on_open)
-        self.on_async: Callable[[ServerConnection, Any], object] = getattr(handler, "on_async", default.on_async)
-        self.on_close: Callable[[ServerConnection], object] = getattr(handler, "on_close", default.on_close)
+        # conn is a qwire.ipc.ServerConnection or a qwire.aio.ServerConnection
+        self.check_login: Callable[[str, str], Any] = getattr(handler, "check_login", default.check_login)
+        self.on_open: Callable[[Any], Any] = getattr(handler, "on_open", default.on_open)
+        self.on_async: Callable[[Any, Any], Any] = getattr(handler, "on_async", default.on_async)
+        self.on_close: Callable[[Any], Any] = getattr(handler, "on_close", default.on_close)
 
 
 class _NoLock:
@@ -297,7 +298,7 @@ class ServerConnection:
         self.capability = p.negotiate(hello.capability, server.capability)
         opts = {"q_compatible": server.q_compatible, "capability": p.encoder_capability(self.capability),
                 "registry": server.registry}
-        self._encoders = {t: Encoder(t, **opts) for t in ("response", "async")}  # type: ignore[arg-type]
+        self._encoders = {t: Encoder(t, **opts) for t in ("response", "async")}
         with self._lock:
             self._write((p.server_reply(hello.capability, server.capability),))
         frames = p.FrameReader(limits.max_message_size, self.peer)
