@@ -20,6 +20,7 @@ import collections
 import ipaddress
 import os
 import socket
+import ssl as _ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NamedTuple, Union
 
@@ -68,6 +69,7 @@ __all__ = [
     "FrameReader",
     "send_segments",
     "wait_ready",
+    "MSG_DONTWAIT",
     "is_local_address",
     "should_compress",
     "prepare_outgoing",
@@ -310,6 +312,7 @@ _SCRATCH_SIZE = 1 << 16          # small messages (and headers) are read here, m
 _DIRECT_MIN = 1 << 15            # a body with this much left is received in place
 _DIRECT_FIRST_CHUNK = 1 << 18    # the first in-place read; later ones grow with what arrived
 _DIRECT_MAX_CHUNK = 1 << 24
+_SMALL_MESSAGE = 1 << 12         # a message this small that arrived whole skips the receive buffer
 
 
 class FrameReader:
@@ -419,6 +422,14 @@ class FrameReader:
                     return
                 header = self._view[self._start:self._start + HEADER_SIZE]
                 total = self._check_header(header)
+                if total <= _SMALL_MESSAGE and self._end - self._start >= total:
+                    # whole and small: one copy into bytes of its own, no receive buffer (its
+                    # alignment is for large vectors)
+                    data = memoryview(self._scratch[self._start:self._start + total]).toreadonly()
+                    self._start += total
+                    self.messages_received += 1
+                    self._frames.append(Frame(header[1], data))
+                    continue
                 self._msg_type = header[1]
                 self._receiver = r = Receiver(header, total)
                 self._start += HEADER_SIZE
@@ -451,20 +462,32 @@ class FrameReader:
 
 # --- sending ---------------------------------------------------------------------------------
 _IOV_BATCH = 512  # below every platform's IOV_MAX (1024 on Linux, macOS)
+#: A non-blocking call on a blocking socket (Linux, macOS, BSDs): a socket stays in blocking mode,
+#: which makes a wait without a deadline one system call, and calls with a deadline pass this.
+MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 
 def send_segments(sock: socket.socket, segments: Sequence[Buffer], deadline: float | None = None) -> int:
     """Write every segment with sendmsg (scatter-gather: never joined), looping on partial sends.
 
-    Works on blocking and non-blocking sockets: when the kernel's buffer is full, waits for room
-    until `deadline` (a time.monotonic() value; None: forever) and raises the builtin TimeoutError
-    after it (some bytes may have been sent: the stream is then broken and must be closed).
+    Works on blocking and non-blocking sockets. With a `deadline` (a time.monotonic() value) a
+    blocking socket is written with MSG_DONTWAIT and, when the kernel's buffer is full, waits for
+    room until the deadline, then raises the builtin TimeoutError (some bytes may have been sent:
+    the stream is then broken and must be closed); without one a blocking socket simply blocks.
     TLS sockets, which have no sendmsg, get each segment through send. Returns the bytes sent.
     """
-    import ssl as _ssl
-
-    views = [memoryview(seg).cast("B") for seg in segments]
     tls = isinstance(sock, _ssl.SSLSocket)
+    flags = MSG_DONTWAIT if deadline is not None and not tls else 0
+    if len(segments) == 1 and not tls:  # a small message: usually one call sends it all
+        try:
+            sent = sock.sendmsg(segments, (), flags)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        size = memoryview(segments[0]).nbytes
+        if sent == size:
+            return sent
+        return sent + send_segments(sock, [memoryview(segments[0]).cast("B")[sent:]], deadline)
+    views = [memoryview(seg).cast("B") for seg in segments]
     total = 0
     i = 0
     while i < len(views):
@@ -472,7 +495,7 @@ def send_segments(sock: socket.socket, segments: Sequence[Buffer], deadline: flo
             i += 1
             continue
         try:
-            sent = sock.send(views[i]) if tls else sock.sendmsg(views[i:i + _IOV_BATCH])
+            sent = sock.send(views[i]) if tls else sock.sendmsg(views[i:i + _IOV_BATCH], (), flags)
         except (BlockingIOError, InterruptedError, _ssl.SSLWantWriteError):
             wait_ready(sock, True, deadline)
             continue
@@ -558,12 +581,15 @@ def prepare_outgoing(message: Message, *, local: bool, capability: int,
                      mode: Compression = "auto") -> Sequence[Buffer]:
     """The buffers to send for `message`: its segments, or the compressed message (one buffer)
     when kdb+'s rule says so and compression gets it to at most half."""
-    if not allows_large_messages(capability) and message.nbytes > MAX_MESSAGE_BELOW_CAPABILITY_5:
+    nbytes = message.nbytes
+    if nbytes < KDB_COMPRESSION_THRESHOLD:  # the common small message: nothing to decide
+        return message.segments()
+    if not allows_large_messages(capability) and nbytes > MAX_MESSAGE_BELOW_CAPABILITY_5:
         from ..errors import EncodeError
 
-        raise EncodeError(f"a message of {message.nbytes} bytes is over 2 GB, which the peer "
+        raise EncodeError(f"a message of {nbytes} bytes is over 2 GB, which the peer "
                           f"(capability {capability}) cannot receive")
-    if should_compress(message.nbytes, local=local, capability=capability, mode=mode):
+    if should_compress(nbytes, local=local, capability=capability, mode=mode):
         packed = try_compress(message)
         if packed is not None:
             return (packed,)
