@@ -244,3 +244,22 @@ def test_response_to_no_request_is_protocol_error():
             with pytest.raises(qwire.ProtocolError, match="response to no request"):
                 q.receive(timeout=5)
             assert q.closed
+
+
+def test_timeouts_default_to_the_limits():
+    """connect's timeouts come from limits= unless given: a silent server trips
+    Limits(connect_timeout=...)."""
+    import threading as _t
+
+    release = _t.Event()
+
+    def script(conn):
+        read_hello(conn)
+        release.wait(10)
+
+    with fake_server(script) as (host, port):
+        t0 = time.monotonic()
+        with pytest.raises(qwire.RequestTimeout):
+            qwire.connect(host, port, limits=qwire.ipc.Limits(connect_timeout=0.2))
+        assert time.monotonic() - t0 < 2
+        release.set()

@@ -24,7 +24,7 @@ from typing import Any
 from .._core import Encoder
 from ..errors import AuthenticationError, ConnectionClosed, DecodeError, IPCError, QError, RequestTimeout
 from ..ipc import _protocol as p
-from ..ipc.client import NO_SYNC_HANDLER, _connect_error, _tls_context, _unix_path
+from ..ipc.client import FROM_LIMITS, NO_SYNC_HANDLER, _connect_error, _timeouts, _tls_context, _unix_path
 
 __all__ = ["connect", "Connection"]
 
@@ -110,8 +110,8 @@ class _Protocol(asyncio.BufferedProtocol):
 
 
 async def connect(host: str = "localhost", port: int | None = None, *, user: str | None = None,
-                  password: str | None = None, timeout: float | None = p.DEFAULT_CONNECT_TIMEOUT,
-                  request_timeout: float | None = p.DEFAULT_REQUEST_TIMEOUT, ssl: Any = None,
+                  password: str | None = None, timeout: float | None = FROM_LIMITS,
+                  request_timeout: float | None = FROM_LIMITS, ssl: Any = None,
                   unix: str | bool | None = None, compression: p.Compression = "auto",
                   q_compatible: bool = True, on_async: Callable[[Any], object] | None = None,
                   on_sync: Callable[[Any], object] | None = None, limits: p.Limits | None = None,
@@ -119,6 +119,7 @@ async def connect(host: str = "localhost", port: int | None = None, *, user: str
     """Open a connection; the arguments are those of `qwire.connect` (on_sync may be a
     coroutine function). Reconnection is left to the caller in asyncio code."""
     limits = limits if limits is not None else p.Limits()
+    timeout, request_timeout = _timeouts(limits, timeout, request_timeout)
     loop = asyncio.get_running_loop()
     context = _tls_context(ssl)
     protocol: _Protocol | None = None

@@ -170,9 +170,24 @@ def _connect_error(e: BaseException, peer: str) -> BaseException:
     return e
 
 
+class _Unset:
+    def __repr__(self) -> str:
+        return "<from limits>"
+
+
+#: The default of connect's timeout arguments: take the value from `limits` (whose own defaults
+#: are _protocol.DEFAULT_CONNECT_TIMEOUT and DEFAULT_REQUEST_TIMEOUT).
+FROM_LIMITS: Any = _Unset()
+
+
+def _timeouts(limits: p.Limits, timeout: Any, request_timeout: Any) -> tuple[float | None, float | None]:
+    return (limits.connect_timeout if timeout is FROM_LIMITS else timeout,
+            limits.request_timeout if request_timeout is FROM_LIMITS else request_timeout)
+
+
 def connect(host: str = "localhost", port: int | None = None, *, user: str | None = None,
-            password: str | None = None, timeout: float | None = p.DEFAULT_CONNECT_TIMEOUT,
-            request_timeout: float | None = p.DEFAULT_REQUEST_TIMEOUT, ssl: Any = None,
+            password: str | None = None, timeout: float | None = FROM_LIMITS,
+            request_timeout: float | None = FROM_LIMITS, ssl: Any = None,
             unix: str | bool | None = None, compression: p.Compression = "auto", q_compatible: bool = True,
             on_async: Callable[[Any], object] | None = None, on_sync: Callable[[Any], object] | None = None,
             reconnect: int | bool = False, limits: p.Limits | None = None, capability: int = p.CAPABILITY,
@@ -184,8 +199,9 @@ def connect(host: str = "localhost", port: int | None = None, *, user: str | Non
     (`qwire.ipc.kx_unix_path(port)`: the abstract "@/tmp/kx.<port>" on Linux).
     user, password: the credentials (user=None sends the OS login name, as q's hopen does).
     A refusal raises AuthenticationError.
-    timeout: seconds for connecting, TLS and the handshake. request_timeout: default seconds each
-    request or receive waits (None: forever); a request that times out raises RequestTimeout and
+    timeout: seconds for connecting, TLS and the handshake (default: limits.connect_timeout, 10).
+    request_timeout: default seconds each request or receive waits (default:
+    limits.request_timeout, None: forever); a request that times out raises RequestTimeout and
     its late response is dropped, the connection stays usable.
     ssl: an ssl.SSLContext (or True for the default context) to use TLS, as q's `:tcps://`.
     compression: "auto" is kdb+'s rule (messages over 2000 bytes, only to a peer that is not
@@ -198,10 +214,12 @@ def connect(host: str = "localhost", port: int | None = None, *, user: str | Non
     reconnect: when the connection is lost, the next request reconnects, trying this many times
     (True: 5) with exponential backoff. A request in flight when the connection is lost is not
     resent (it may have run): it raises ConnectionClosed.
-    limits: a `qwire.ipc.Limits` (max_message_size, ...); its timeouts are overridden by the
-    timeout arguments. Every message received is decoded under these limits and the codec's own.
+    limits: a `qwire.ipc.Limits` (max_message_size, connect_timeout, request_timeout); the
+    timeout arguments, when given, take precedence. Every message received is decoded under
+    these limits and the codec's own (depth, memory expansion).
     """
     limits = limits if limits is not None else p.Limits()
+    timeout, request_timeout = _timeouts(limits, timeout, request_timeout)
     attempts = 5 if reconnect is True else int(reconnect)
     target = _Target(host, port, unix, ssl, user, password, capability, timeout)
     sock, cap, peer, local = open_socket(target)
