@@ -39,6 +39,7 @@ class _Protocol(asyncio.BufferedProtocol):
         self.frames = p.FrameReader(max_message_size)
         self.transport: asyncio.Transport | None = None
         self.reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._reply_buf = bytearray(1)
         self.conn: Connection | None = None
         self._paused = False
@@ -79,6 +80,8 @@ class _Protocol(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.reply.done():
             self.reply.set_result(b"")
+        if not self.closed.done():
+            self.closed.set_result(None)
         err = self.lost or ConnectionClosed(
             f"the connection was lost: {exc}" if exc else "the peer closed the connection", self.frames.peer)
         self._lose(err)
@@ -291,13 +294,15 @@ class Connection:
         self._fail(ConnectionClosed("the connection was closed", self.peer))
 
     async def wait_closed(self) -> None:
-        await asyncio.sleep(0)
+        """Wait until the transport has closed (after close() or the peer's)."""
+        await asyncio.shield(self._protocol.closed)
 
     async def __aenter__(self) -> Connection:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
+        await self.wait_closed()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"capability {self.capability}"
