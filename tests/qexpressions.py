@@ -13,15 +13,13 @@ real q), written down by hand from docs/TYPES.md.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import pathlib
-import struct
 import uuid
 from dataclasses import dataclass
 
 import numpy as np
 
 from qwire.errors import QError
+from wire import EXPRESSIONS_FILE, message, read_pairs
 from qwire.values import (
     BinaryPrimitive,
     Composition,
@@ -36,10 +34,6 @@ from qwire.values import (
     Vector,
 )
 
-CONFORMANCE = pathlib.Path(
-    os.environ.get("QWIRE_CONFORMANCE", pathlib.Path(__file__).resolve().parents[2] / "shared" / "conformance")
-) / "qpython"
-EXPRESSIONS_FILE = CONFORMANCE / "QExpressions3.out"
 
 NaT = "NaT"
 
@@ -235,11 +229,6 @@ QWIRE_WRITES = {
 ONE_WAY: dict[str, str] = {}
 
 
-def message(payload: bytes) -> bytes:
-    """The file's payload as a complete little-endian async message."""
-    return b"\x01\x00\x00\x00" + struct.pack("<i", len(payload) + 8) + payload
-
-
 @dataclass(frozen=True)
 class Case:
     index: int
@@ -261,13 +250,6 @@ class Case:
     @property
     def id(self):
         return f"{self.index:03d}:{self.expression[:40]}"
-
-
-def read_pairs(path=EXPRESSIONS_FILE):
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    if len(lines) % 2:
-        raise ValueError(f"{path}: odd number of lines")
-    return [(lines[i], bytes.fromhex(lines[i + 1].strip())) for i in range(0, len(lines), 2)]
 
 
 def cases(path=EXPRESSIONS_FILE):

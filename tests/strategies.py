@@ -26,6 +26,8 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from wire import message
+
 from qwire.errors import QError
 from qwire.values import (
     ELIDED,
@@ -590,13 +592,7 @@ def _wire_item(tree, order):
 def wire_message(tree, byteorder="little", msg_type=0):
     """The complete IPC message kdb+ writes for `tree` (uncompressed; big-endian if asked)."""
     order = "<" if byteorder == "little" else ">"
-    payload = _wire_item(tree, order)
-    return bytes([1 if order == "<" else 0, msg_type, 0, 0]) + struct.pack(order + "I", 8 + len(payload)) + payload
-
-
-def message(payload, msg_type=0):
-    """A little-endian uncompressed message around a payload."""
-    return bytes([1, msg_type, 0, 0]) + struct.pack("<I", 8 + len(payload)) + payload
+    return message(_wire_item(tree, order), msg_type, order)
 
 
 def _u(bits):

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from wire import compressed_conformance_messages, conformance_messages, message
 
 _HERE = Path(__file__).resolve().parent
-CONFORMANCE = Path(os.environ.get("QWIRE_CONFORMANCE", _HERE.parent.parent / "shared" / "conformance"))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ERROR_LINE = re.compile(r"qwire inspect: .+ at byte (\d+)\n\Z")
 
@@ -37,18 +37,6 @@ def run_cli(*args, stdin=None, extra_path=None, timeout=300):
     )
 
 
-def message(payload: bytes, *, msg_type=0, little_endian=True) -> bytes:
-    order = "<" if little_endian else ">"
-    return bytes([1 if little_endian else 0, msg_type, 0, 0]) + struct.pack(order + "I", len(payload) + 8) + payload
-
-
-def conformance_messages() -> dict[str, bytes]:
-    """q expression -> the whole message q sends for it (conformance/README.md)."""
-    path = CONFORMANCE / "qpython" / "QExpressions3.out"
-    if not path.exists():
-        pytest.skip(f"conformance vectors not found at {path}")
-    lines = path.read_text().splitlines()
-    return {expr: message(bytes.fromhex(hex_text)) for expr, hex_text in zip(lines[::2], lines[1::2])}
 
 
 # ---- bench ---------------------------------------------------------------------------------------
@@ -170,7 +158,7 @@ def test_bench_lists_the_workloads():
     result = run_cli("bench", "--list")
     assert result.returncode == 0
     names = [line.split()[0] for line in result.stdout.decode().splitlines()]
-    assert names == ["big-array", "small-array", "small-dict", "small-list", "table", "strings", "ints", "records"]
+    assert names == ["big-array", "small-array", "small-dict", "small-list", "table", "strings", "ints", "records", "ipc"]
 
 
 def test_bench_rejects_unknown_names():
@@ -289,13 +277,7 @@ def test_inspect_abbreviates_long_vectors():
 
 
 def test_inspect_decompresses():
-    pytest.importorskip("qwire.compression")
-    path = CONFORMANCE / "qpython" / "QCompressedExpressions3.out"
-    if not path.exists():
-        pytest.skip(f"conformance vectors not found at {path}")
-    lines = path.read_text().splitlines()
-    stored = bytes.fromhex(lines[lines.index("([] q:1000#`q)") + 1])
-    compressed = b"\x01\x00\x01\x00" + struct.pack("<I", len(stored) + 8) + stored
+    compressed = compressed_conformance_messages()["([] q:1000#`q)"]
     result = run_cli("inspect", "--max-items", "3", "-", stdin=compressed)
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode() == "([] q:`q`q`q ..)\n"
@@ -454,3 +436,20 @@ def test_inspect_missing_file():
     result = run_cli("inspect", "/no/such/file.qipc")
     assert result.returncode == 1
     assert result.stderr.decode().startswith("qwire inspect: cannot read /no/such/file.qipc")
+
+
+def test_bench_ipc_workload_measures_every_contender_it_is_given():
+    """The ipc workload (qwire bench --workload ipc) starts its servers, times each client and
+    reports medians with ratios to the raw socket; a client that cannot run is reported, not fatal."""
+    from qwire._bench import ipc
+
+    results = ipc.run(clients=("qwire", "raw-socket", "mp-pickle", "no-such-client"), workloads=("small", "dict"),
+                      scale=0.01, budget_s=0.2, max_calls=50)
+    by = {(r.workload, r.client): r for r in results}
+    for w in ("small", "dict"):
+        for c in ("qwire", "raw-socket", "mp-pickle"):
+            assert by[w, c].median_s > 0 and by[w, c].calls >= 5
+        assert by[w, "no-such-client"].median_s is None and "unknown IPC client" in by[w, "no-such-client"].note
+    assert by["dict", "qwire"].nbytes == by["dict", "raw-socket"].nbytes > 240_000
+    table = ipc.format_results(results)
+    assert "ipc small" in table and "x raw" in table and "unknown IPC client" in table

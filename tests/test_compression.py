@@ -27,7 +27,8 @@ from qwire.compression import (
 )
 from qwire.errors import DecodeError
 
-CONFORMANCE = Path(os.environ.get("QWIRE_CONFORMANCE", "/work/shared/conformance"))
+import wire
+
 SETTINGS = settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -37,8 +38,7 @@ SETTINGS = settings(deadline=None, max_examples=150, suppress_health_check=[Heal
 
 def message(payload, *, le=True, msg_type=0):
     """A plain message around `payload`, header in the given byte order."""
-    return bytes([1 if le else 0, msg_type, 0, 0]) + struct.pack(
-        "<I" if le else ">I", 8 + len(payload)) + payload
+    return wire.message(payload, msg_type, wire.LE if le else wire.BE)
 
 
 def byte_vector(data, *, le=True):
@@ -208,13 +208,7 @@ def fix_length(m):
 
 
 def _qpython_vectors():
-    lines = (CONFORMANCE / "qpython" / "QCompressedExpressions3.out").read_text().splitlines()
-    out = []
-    for expr, hexed in zip(lines[0::2], lines[1::2]):
-        stored = bytes.fromhex(hexed.strip())
-        out.append(pytest.param(bytes([1, 0, 1, 0]) + struct.pack("<i", len(stored) + 8) + stored,
-                                id=expr))
-    return out
+    return [pytest.param(m, id=expr) for expr, m in wire.compressed_conformance_messages().items()]
 
 
 QPYTHON = _qpython_vectors()

@@ -16,7 +16,7 @@ import qwire
 from qwire import _core, extensions, registry
 from qwire.extensions import Code
 from pyvalues import REGISTRY, assert_pysame, nd_arrays, python_values, pysame
-from strategies import message
+from wire import message
 from strategies import python_values as q_values
 
 

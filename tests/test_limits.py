@@ -21,12 +21,10 @@ import qwire
 from fuzz import hostile
 from qwire import compression
 from qwire.errors import DecodeError, QError
+from wire import conformance_messages
 
 # Under a sanitizer runtime (tests/fuzz/README.md) C frames are several times larger.
 SANITIZED = "asan" in os.environ.get("LD_PRELOAD", "")
-CONFORMANCE = os.path.join(
-    os.environ.get("QWIRE_CONFORMANCE", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "conformance")),
-    "qpython")
 
 
 def decode_error(data, decoder=None, **kw):
@@ -67,15 +65,6 @@ def in_small_stack(fn, stack=256 * 1024):
     if "error" in out:
         raise out["error"]
     return out.get("value")
-
-
-def conformance_messages():
-    out = []
-    path = os.path.join(CONFORMANCE, "QExpressions3.out")
-    lines = [ln.strip() for ln in open(path) if ln.strip()]
-    for expr, hexline in zip(lines[0::2], lines[1::2]):
-        out.append((expr, hostile.message(bytes.fromhex(hexline))))
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,7 +366,7 @@ def test_any_allowed_max_depth_never_crashes(max_depth, stack):
 
 def test_every_prefix_of_every_conformance_message():
     n = 0
-    for expr, msg in conformance_messages():
+    for expr, msg in conformance_messages().items():
         for k in range(len(msg)):
             prefix = msg[:k]
             e = decode_error(prefix)  # header length no longer matches (or no header)
@@ -397,7 +386,7 @@ def test_every_prefix_of_every_conformance_message():
 
 def test_random_byte_flips_of_conformance_messages():
     rng = random.Random(6)
-    for expr, msg in conformance_messages():
+    for expr, msg in conformance_messages().items():
         for _ in range(30):
             b = bytearray(msg)
             for _ in range(rng.choice((1, 1, 2, 3))):
@@ -474,7 +463,7 @@ def test_unknown_types(t):
 
 
 def test_trailing_bytes_after_every_conformance_message():
-    for expr, msg in conformance_messages():
+    for expr, msg in conformance_messages().items():
         data = hostile.message(msg[8:] + b"\x00")
         try:
             qwire.loads(data)

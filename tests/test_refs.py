@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import qwire
 from pyvalues import REGISTRY, Pair, Point, assert_pysame, python_values
-from strategies import message
+from wire import message
 
 REG = qwire.Registry()
 

@@ -14,7 +14,7 @@ import pytest
 
 import qwire
 from qwire import _core, registry
-from strategies import message
+from wire import message
 
 # ---- an audit hook, recording only while a test asks it to -------------------------------------
 

@@ -110,6 +110,7 @@ RUNTIME = [
     ("Client hello a server reads", lambda: qwire.ipc.Limits().max_handshake_size),
     ("Seconds a request or `receive()` waits", lambda: qwire.ipc.Limits().request_timeout),
     ("Connections a server holds at once", lambda: qwire.ipc.Limits().max_connections),
+    ("Seconds a message may take to arrive once begun", lambda: qwire.ipc.Limits().transfer_timeout),
 ]
 
 

@@ -21,7 +21,8 @@ import qwire
 from fuzz import hostile
 from qwire import compression
 from qwire.errors import DecodeError, QError
-from strategies import message, same
+from strategies import same
+from wire import message
 
 THREADS = 8
 SECONDS = 4.0

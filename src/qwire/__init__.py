@@ -108,8 +108,15 @@ __all__ += [
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("connect", "Connection"):
+    if name in ("connect", "Connection", "Server", "DEFERRED"):
         from . import ipc
 
         return getattr(ipc, name)
     raise AttributeError(f"module 'qwire' has no attribute {name!r}")
+
+# The server (qwire.ipc.server; docs/IPC.md), imported on first use like the client.
+if TYPE_CHECKING:
+    from .ipc import DEFERRED, Server
+from .errors import NoRequestWaiting  # noqa: E402
+
+__all__ += ["Server", "DEFERRED", "NoRequestWaiting"]

@@ -20,6 +20,7 @@ __all__ = [
     "ProtocolError",
     "MessageTooLarge",
     "RequestTimeout",
+    "NoRequestWaiting",
 ]
 
 
@@ -169,3 +170,8 @@ class RequestTimeout(IPCError, TimeoutError):
     that timed out is abandoned: its late response is recognised (responses come in request
     order) and dropped, so the connection stays usable. A send that timed out part-way closes
     the connection, whose byte stream is then broken."""
+
+
+class NoRequestWaiting(QWireError, RuntimeError):
+    """A server handler answered (`conn.reply`, `conn.reply_error`) when no request of that
+    connection was deferred: as q's -30! on a handle with no request waiting."""

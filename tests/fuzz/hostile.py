@@ -9,19 +9,7 @@ from __future__ import annotations
 
 import struct
 
-LE, BE = "<", ">"
-
-
-def header(total, msg_type=0, compressed=0, order=LE):
-    """The 8-byte header of a message of `total` bytes (spec 1.1)."""
-    return bytes([1 if order == LE else 0, msg_type, compressed, (total >> 32) & 0xFF]) + struct.pack(
-        order + "I", total & 0xFFFFFFFF
-    )
-
-
-def message(payload, msg_type=0, order=LE):
-    """A plain message around `payload` (one item), header length right."""
-    return header(8 + len(payload), msg_type, 0, order) + payload
+from wire import BE, LE, header, message  # noqa: F401 - the headers, re-exported for the fuzz targets
 
 
 def vec(t, count, body=b"", attr=0, order=LE, long_count=False):

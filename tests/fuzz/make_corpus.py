@@ -1,7 +1,7 @@
 """Write the fuzz seed corpus: `python tests/fuzz/make_corpus.py [OUT]` (default WORK/seeds).
 
 Seeds, one message per file (named by content hash, so reruns don't duplicate):
-* real kdb+ messages: every vector of ../shared/conformance/qpython/*.out, with its header;
+* real kdb+ messages: every vector of tests/data/conformance/qpython/*.out (tests/wire.py), with its header;
 * structure-aware generated messages: hypothesis strategies over the type grammar
   (tests/strategies.py: wire trees written as kdb+ writes them, in both byte orders, and Python
   values written by qwire), a fixed seed so the corpus is reproducible;
@@ -26,26 +26,13 @@ if glob.glob(os.path.join(ROOT, "src", "qwire", "_core*.so")):  # an in-place bu
     sys.path.insert(0, os.path.join(ROOT, "src"))
 
 import hostile  # noqa: E402
+import wire  # noqa: E402
 
 MAX_SEED = 16384
-CONFORMANCE = os.path.join(os.path.dirname(ROOT), "shared", "conformance", "qpython")
 
 
 def conformance_messages():
-    out = []
-    for path in sorted(glob.glob(os.path.join(CONFORMANCE, "*.out"))):
-        lines = [ln.strip() for ln in open(path) if ln.strip()]
-        compressed = "Compressed" in os.path.basename(path)
-        for hexline in lines[1::2]:
-            try:
-                body = bytes.fromhex(hexline)
-            except ValueError:
-                continue
-            if compressed:
-                out.append(hostile.header(len(body) + 8, 0, 1) + body)
-            else:
-                out.append(hostile.message(body))
-    return out
+    return [*wire.compressed_conformance_messages().values(), *wire.conformance_messages().values()]
 
 
 def generated_messages(n_wire=400, n_values=300):

@@ -3,7 +3,6 @@ with the semantics of `qwire.connect`, built on the same sans-IO protocol (qwire
 from __future__ import annotations
 
 from ._client import Connection, connect
+from ._server import Server, ServerConnection, start_server
 
-__all__ = ["connect", "Connection"]
-
-# The server (qwire.aio._server, written separately): start_server.
+__all__ = ["connect", "Connection", "start_server", "Server", "ServerConnection"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ._protocol import CAPABILITY, Limits, kx_unix_path
 from .client import Connection, connect
+from .server import DEFERRED, Handler, Server, ServerConnection
 
-__all__ = ["CAPABILITY", "Limits", "kx_unix_path", "connect", "Connection"]
-
-# The server (qwire.ipc.server, written separately): Server.
+__all__ = ["CAPABILITY", "Limits", "kx_unix_path", "connect", "Connection",
+           "Server", "ServerConnection", "Handler", "DEFERRED"]

@@ -51,6 +51,7 @@ __all__ = [
     "DEFAULT_HANDSHAKE_TIMEOUT",
     "DEFAULT_REQUEST_TIMEOUT",
     "DEFAULT_IDLE_TIMEOUT",
+    "DEFAULT_TRANSFER_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
     "Limits",
     "Compression",
@@ -113,6 +114,10 @@ DEFAULT_REQUEST_TIMEOUT = None
 #: Seconds a server keeps a connection that sends nothing: None (tickerplant subscribers are
 #: silent for hours). Set it for servers open to untrusted clients.
 DEFAULT_IDLE_TIMEOUT = None
+#: Seconds a server allows one message to take to arrive once its first byte has, and one
+#: message it sends to be written (a peer sending a byte a second, or not reading what it is
+#: sent, is closed after it). 1 GiB over a 100 Mbit/s link takes ~90 s.
+DEFAULT_TRANSFER_TIMEOUT = 300.0
 #: Connections a server holds at once; more are accepted and closed at once.
 DEFAULT_MAX_CONNECTIONS = 1024
 
@@ -124,7 +129,7 @@ class Limits:
     `max_message_size` bounds every message received (header included, and again after
     decompression); `max_handshake_size` the client hello a server reads; the timeouts are in
     seconds (None: wait forever). `request_timeout` applies to each request of a client;
-    `idle_timeout` and `max_connections` to servers.
+    `idle_timeout`, `transfer_timeout` and `max_connections` to servers.
     """
 
     max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
@@ -133,6 +138,7 @@ class Limits:
     handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT
     request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
+    transfer_timeout: float | None = DEFAULT_TRANSFER_TIMEOUT
     max_connections: int | None = DEFAULT_MAX_CONNECTIONS
 
     def __post_init__(self) -> None:
@@ -140,7 +146,8 @@ class Limits:
             raise ValueError(f"max_message_size must be at least {HEADER_SIZE + 1} or None")
         if self.max_handshake_size < 2:
             raise ValueError("max_handshake_size must be at least 2 (capability byte and NUL)")
-        for name in ("connect_timeout", "handshake_timeout", "request_timeout", "idle_timeout"):
+        for name in ("connect_timeout", "handshake_timeout", "request_timeout", "idle_timeout",
+                     "transfer_timeout"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be > 0 seconds or None, not {value!r}")
