@@ -427,32 +427,35 @@ class FrameReader:
         raise ConnectionClosed("the peer closed the connection", self.peer)
 
     def _process(self) -> None:
-        while self._start < self._end:
-            r = self._receiver
-            if r is None:
-                if self._end - self._start < HEADER_SIZE:
-                    return
-                header = self._view[self._start:self._start + HEADER_SIZE]
-                total = self._check_header(header)
-                if total <= _SMALL_MESSAGE and self._end - self._start >= total:
-                    # whole and small: one copy into bytes of its own, no receive buffer (its
-                    # alignment is for large vectors)
-                    data = memoryview(self._scratch[self._start:self._start + total]).toreadonly()
-                    self._start += total
-                    self.messages_received += 1
-                    self._frames.append(Frame(header[1], data))
+        view, scratch, end = self._view, self._scratch, self._end
+        start = self._start
+        try:
+            while start < end:
+                r = self._receiver
+                if r is None:
+                    if end - start < HEADER_SIZE:
+                        return
+                    header = view[start:start + HEADER_SIZE]
+                    total = self._check_header(header)
+                    if total <= _SMALL_MESSAGE and end - start >= total:
+                        # whole and small: one copy into bytes of its own, no receive buffer
+                        # (whose alignment is for large vectors)
+                        self.messages_received += 1
+                        self._frames.append(Frame(scratch[start + 1], memoryview(bytes(view[start:start + total]))))
+                        start += total
+                        continue
+                    self._msg_type = header[1]
+                    self._receiver = r = Receiver(header, total)
+                    self._granted = 0
+                    start += HEADER_SIZE
+                    if r.filled == r.total:
+                        self._complete()
                     continue
-                self._msg_type = header[1]
-                self._receiver = r = Receiver(header, total)
-                self._granted = 0
-                self._start += HEADER_SIZE
+                start += r.write(view[start:end])
                 if r.filled == r.total:
                     self._complete()
-                continue
-            k = r.write(self._view[self._start:self._end])
-            self._start += k
-            if r.filled == r.total:
-                self._complete()
+        finally:
+            self._start = start
 
     def _check_header(self, header: memoryview) -> int:
         try:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .._core import Encoder
+from ..compression import KDB_COMPRESSION_THRESHOLD
 from ..errors import (
     AuthenticationError,
     ConnectionClosed,
@@ -57,6 +58,9 @@ class _Waiter:
         self.value: Any = None
         self.error: BaseException | None = None
         self.abandoned = False
+
+    def is_done(self) -> bool:
+        return self.done
 
 
 class _Target:
@@ -288,17 +292,21 @@ class Connection:
     def sync(self, value: Any, *, timeout: float | None = None) -> Any:
         """Send `value` exactly as given as a sync request; the decoded response (QError raised).
         timeout: seconds (default: the connection's request_timeout)."""
-        deadline = _deadline(self.request_timeout if timeout is None else timeout)
-        self._ensure_open()
+        if timeout is None:
+            timeout = self.request_timeout
+        deadline = None if timeout is None else _deadline(timeout)
+        if self._failure is not None:
+            self._ensure_open()
         segments = self._outgoing("sync", value)
         waiter = _Waiter()
         with self._send_lock:
             with self._state:
-                self._check_usable()
+                if self._failure is not None:
+                    raise self._closed_error()
                 self._waiters.append(waiter)
             self._send(segments, deadline)
         try:
-            self._wait_for(lambda: waiter.done, deadline, "the response")
+            self._wait_for(waiter.is_done, deadline, "the response")
         except RequestTimeout:
             with self._state:
                 waiter.abandoned = True
@@ -364,6 +372,8 @@ class Connection:
     # --- sending -------------------------------------------------------------------------
     def _outgoing(self, kind: str, value: Any) -> Any:
         message = self._encoders[kind].encode(value)  # EncodeError before anything is sent
+        if message.nbytes < KDB_COMPRESSION_THRESHOLD:  # small: nothing for prepare_outgoing to decide
+            return message.segments()
         return p.prepare_outgoing(message, local=self.local, capability=self.capability, mode=self.compression)
 
     def _send(self, segments: Any, deadline: float | None) -> None:
