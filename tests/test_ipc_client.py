@@ -244,3 +244,104 @@ def test_response_to_no_request_is_protocol_error():
             with pytest.raises(qwire.ProtocolError, match="response to no request"):
                 q.receive(timeout=5)
             assert q.closed
+
+
+def test_timeouts_default_to_the_limits():
+    """connect's timeouts come from limits= unless given: a silent server trips
+    Limits(connect_timeout=...)."""
+    import threading as _t
+
+    release = _t.Event()
+
+    def script(conn):
+        read_hello(conn)
+        release.wait(10)
+
+    with fake_server(script) as (host, port):
+        t0 = time.monotonic()
+        with pytest.raises(qwire.RequestTimeout):
+            qwire.connect(host, port, limits=qwire.ipc.Limits(connect_timeout=0.2))
+        assert time.monotonic() - t0 < 2
+        release.set()
+
+
+def _echo_script(requests: int):
+    """Accept (capability 6), answer `requests` sync requests with their own value, close."""
+    def script(conn):
+        read_hello(conn)
+        conn.sendall(b"\x06")
+        for _ in range(requests):
+            msg = read_message(conn)
+            conn.sendall(b"\x01\x02" + msg[2:])
+    return script
+
+
+def test_reconnect_after_the_server_dropped_the_connection():
+    """With reconnect=, the request in flight when the connection went raises ConnectionClosed
+    (it is not resent: it may have run); the next request reconnects and is answered."""
+    scripts = iter([_echo_script(1), _echo_script(5)])
+    with fake_server(lambda conn: next(scripts)(conn), connections=2) as (host, port):
+        with qwire.connect(host, port, reconnect=3) as q:
+            assert q.sync(1, timeout=5) == 1
+            with pytest.raises(qwire.ConnectionClosed):
+                q.sync(2, timeout=5)
+            assert q.closed
+            assert q.sync(3, timeout=5) == 3
+            assert not q.closed
+
+
+def test_without_reconnect_a_lost_connection_stays_closed():
+    """Without reconnect, every request after the loss raises ConnectionClosed at once."""
+    with fake_server(_echo_script(1)) as (host, port):
+        with qwire.connect(host, port) as q:
+            assert q.sync(1, timeout=5) == 1
+            with pytest.raises(qwire.ConnectionClosed):
+                q.sync(2, timeout=5)
+            with pytest.raises(qwire.ConnectionClosed, match="lost"):
+                q.sync(3, timeout=5)
+
+
+def test_q_compatible_refuses_python_only_values_before_sending():
+    """By default what is sent is what q reads: a tuple is an EncodeError and nothing is sent;
+    with q_compatible=False a qwire peer receives it as a tuple."""
+    seen = []
+
+    def script(conn):
+        read_hello(conn)
+        conn.sendall(b"\x06")
+        msg = read_message(conn)
+        seen.append(qwire.loads(msg))
+        conn.sendall(qwire.dumps(qwire.loads(msg), msg_type="response").copy())
+
+    with fake_server(script, connections=2) as (host, port):
+        with qwire.connect(host, port) as q:
+            with pytest.raises(qwire.EncodeError):
+                q.sync((1, 2))
+        with qwire.connect(host, port, q_compatible=False) as q:
+            assert q.sync((1, {2}), timeout=5) == (1, {2})
+    assert seen == [(1, {2})]
+
+
+def test_nested_request_from_a_callback_is_answered_in_order():
+    """on_async may itself make a request on the same connection (q's nested sync): both
+    requests get their own answers."""
+    def script(conn):
+        read_hello(conn)
+        conn.sendall(b"\x06")
+        read_message(conn)                                    # the outer request
+        conn.sendall(qwire.dumps("tick").copy())              # an update, which triggers a request
+        conn.sendall(qwire.dumps("outer", msg_type="response").copy())
+        read_message(conn)                                    # the callback's request
+        conn.sendall(qwire.dumps("inner", msg_type="response").copy())
+        time.sleep(0.5)
+
+    inner = []
+    with fake_server(script) as (host, port):
+        with qwire.connect(host, port) as q:
+            q.on_async = lambda value: inner.append(q.sync(value, timeout=5))
+            assert q.sync(0, timeout=5) == "outer"
+            deadline = time.monotonic() + 5
+            while not inner and time.monotonic() < deadline:
+                with pytest.raises(qwire.RequestTimeout):
+                    q.receive(timeout=0.1)
+    assert inner == ["inner"]

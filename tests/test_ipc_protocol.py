@@ -224,3 +224,22 @@ def test_limits_validate_and_build_a_decoder():
         p.Limits(request_timeout=0)
     d = p.Limits(max_message_size=1000).decoder()
     assert d.max_message_size == 1000 and d.max_decompressed_size == 1000
+
+
+def test_trickled_body_keeps_one_bounded_buffer():
+    """A 512 MB claim fed a byte at a time: the receive buffer is granted once (4 MiB) and not
+    regrown for each byte, so the memory traced stays near 4 MiB."""
+    import tracemalloc
+
+    r = p.FrameReader()
+    r.feed(b"\x01\x00\x00\x00\x00\x00\x00\x20")
+    tracemalloc.start()
+    try:
+        for _ in range(5000):
+            view = r.buffer()
+            view[:1] = b"\x00"
+            r.received(1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < p._DIRECT_FIRST_CHUNK + (1 << 20), peak

@@ -166,8 +166,10 @@ class MessageTooLarge(ProtocolError):
 
 
 class RequestTimeout(IPCError, TimeoutError):
-    """Connecting, the handshake, or a request took longer than its timeout. After a request
-    timed out the connection is closed: a late response would otherwise answer the next request."""
+    """Connecting, the handshake, a request or a receive took longer than its timeout. A request
+    that timed out is abandoned: its late response is recognised (responses come in request
+    order) and dropped, so the connection stays usable. A send that timed out part-way closes
+    the connection, whose byte stream is then broken."""
 
 
 class NoRequestWaiting(QWireError, RuntimeError):

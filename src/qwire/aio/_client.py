@@ -24,7 +24,7 @@ from typing import Any
 from .._core import Encoder
 from ..errors import AuthenticationError, ConnectionClosed, DecodeError, IPCError, QError, RequestTimeout
 from ..ipc import _protocol as p
-from ..ipc.client import NO_SYNC_HANDLER, _connect_error, _tls_context, _unix_path
+from ..ipc.client import FROM_LIMITS, NO_SYNC_HANDLER, _connect_error, _timeouts, _tls_context, _unix_path
 
 __all__ = ["connect", "Connection"]
 
@@ -39,6 +39,7 @@ class _Protocol(asyncio.BufferedProtocol):
         self.frames = p.FrameReader(max_message_size)
         self.transport: asyncio.Transport | None = None
         self.reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._reply_buf = bytearray(1)
         self.conn: Connection | None = None
         self._paused = False
@@ -79,6 +80,8 @@ class _Protocol(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.reply.done():
             self.reply.set_result(b"")
+        if not self.closed.done():
+            self.closed.set_result(None)
         err = self.lost or ConnectionClosed(
             f"the connection was lost: {exc}" if exc else "the peer closed the connection", self.frames.peer)
         self._lose(err)
@@ -110,8 +113,8 @@ class _Protocol(asyncio.BufferedProtocol):
 
 
 async def connect(host: str = "localhost", port: int | None = None, *, user: str | None = None,
-                  password: str | None = None, timeout: float | None = p.DEFAULT_CONNECT_TIMEOUT,
-                  request_timeout: float | None = p.DEFAULT_REQUEST_TIMEOUT, ssl: Any = None,
+                  password: str | None = None, timeout: float | None = FROM_LIMITS,
+                  request_timeout: float | None = FROM_LIMITS, ssl: Any = None,
                   unix: str | bool | None = None, compression: p.Compression = "auto",
                   q_compatible: bool = True, on_async: Callable[[Any], object] | None = None,
                   on_sync: Callable[[Any], object] | None = None, limits: p.Limits | None = None,
@@ -119,6 +122,7 @@ async def connect(host: str = "localhost", port: int | None = None, *, user: str
     """Open a connection; the arguments are those of `qwire.connect` (on_sync may be a
     coroutine function). Reconnection is left to the caller in asyncio code."""
     limits = limits if limits is not None else p.Limits()
+    timeout, request_timeout = _timeouts(limits, timeout, request_timeout)
     loop = asyncio.get_running_loop()
     context = _tls_context(ssl)
     protocol: _Protocol | None = None
@@ -290,13 +294,15 @@ class Connection:
         self._fail(ConnectionClosed("the connection was closed", self.peer))
 
     async def wait_closed(self) -> None:
-        await asyncio.sleep(0)
+        """Wait until the transport has closed (after close() or the peer's)."""
+        await asyncio.shield(self._protocol.closed)
 
     async def __aenter__(self) -> Connection:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
+        await self.wait_closed()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"capability {self.capability}"

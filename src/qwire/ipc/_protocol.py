@@ -20,6 +20,7 @@ import collections
 import ipaddress
 import os
 import socket
+import ssl as _ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NamedTuple, Union
 
@@ -69,6 +70,7 @@ __all__ = [
     "FrameReader",
     "send_segments",
     "wait_ready",
+    "MSG_DONTWAIT",
     "is_local_address",
     "should_compress",
     "prepare_outgoing",
@@ -315,8 +317,8 @@ class Frame(NamedTuple):
 
 _SCRATCH_SIZE = 1 << 16          # small messages (and headers) are read here, many per recv
 _DIRECT_MIN = 1 << 15            # a body with this much left is received in place
-_DIRECT_FIRST_CHUNK = 1 << 18    # the first in-place read; later ones grow with what arrived
-_DIRECT_MAX_CHUNK = 1 << 24
+_DIRECT_FIRST_CHUNK = 1 << 22    # the first in-place read (4 MiB); then up to 8x what has arrived
+_SMALL_MESSAGE = 1 << 12         # a message this small that arrived whole skips the receive buffer
 
 
 class FrameReader:
@@ -332,8 +334,9 @@ class FrameReader:
     (asyncio: `get_buffer` returns `buffer()`, `buffer_updated(n)` calls `received(n)`; code that is
     handed bytes uses `feed`.) Headers and small messages are read into a scratch buffer, many at a
     time, and copied once into a fresh receive buffer each; the body of a large message is read
-    straight into its receive buffer, whose growth follows what has arrived (a header claiming a
-    gigabyte allocates nothing until the bytes come).
+    straight into its receive buffer, whose growth follows what has arrived: at most 4 MiB before
+    the bytes come, then at most 8x what has arrived (a header claiming a gigabyte gets 4 MiB; an
+    honest 24 MB message is received with two reallocations, ~4 MB copied).
     """
 
     def __init__(self, max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE, peer: str | None = None) -> None:
@@ -346,6 +349,7 @@ class FrameReader:
         self._receiver: Receiver | None = None
         self._msg_type = 0
         self._direct = False          # the last buffer() was the receiver's, not the scratch
+        self._granted = 0             # the receive buffer's size asked for (message bytes)
         self._frames: collections.deque[Frame] = collections.deque()
         self.messages_received = 0
 
@@ -357,8 +361,12 @@ class FrameReader:
             remaining = r.total - r.filled
             if remaining >= _DIRECT_MIN:
                 self._direct = True
-                chunk = min(remaining, _DIRECT_MAX_CHUNK, max(_DIRECT_FIRST_CHUNK, r.filled))
-                return r.writable(chunk)
+                # grant room up to 4 MiB, or 8x what has arrived, once; while the bytes trickle
+                # in, the grant stays (asking for more each time would reallocate each time)
+                target = min(r.total, max(_DIRECT_FIRST_CHUNK, 8 * r.filled))
+                if target > self._granted:
+                    self._granted = target
+                return r.writable(self._granted - r.filled)
         self._direct = False
         if self._start == self._end:
             self._start = self._end = 0
@@ -419,23 +427,35 @@ class FrameReader:
         raise ConnectionClosed("the peer closed the connection", self.peer)
 
     def _process(self) -> None:
-        while self._start < self._end:
-            r = self._receiver
-            if r is None:
-                if self._end - self._start < HEADER_SIZE:
-                    return
-                header = self._view[self._start:self._start + HEADER_SIZE]
-                total = self._check_header(header)
-                self._msg_type = header[1]
-                self._receiver = r = Receiver(header, total)
-                self._start += HEADER_SIZE
+        view, scratch, end = self._view, self._scratch, self._end
+        start = self._start
+        try:
+            while start < end:
+                r = self._receiver
+                if r is None:
+                    if end - start < HEADER_SIZE:
+                        return
+                    header = view[start:start + HEADER_SIZE]
+                    total = self._check_header(header)
+                    if total <= _SMALL_MESSAGE and end - start >= total:
+                        # whole and small: one copy into bytes of its own, no receive buffer
+                        # (whose alignment is for large vectors)
+                        self.messages_received += 1
+                        self._frames.append(Frame(scratch[start + 1], memoryview(bytes(view[start:start + total]))))
+                        start += total
+                        continue
+                    self._msg_type = header[1]
+                    self._receiver = r = Receiver(header, total)
+                    self._granted = 0
+                    start += HEADER_SIZE
+                    if r.filled == r.total:
+                        self._complete()
+                    continue
+                start += r.write(view[start:end])
                 if r.filled == r.total:
                     self._complete()
-                continue
-            k = r.write(self._view[self._start:self._end])
-            self._start += k
-            if r.filled == r.total:
-                self._complete()
+        finally:
+            self._start = start
 
     def _check_header(self, header: memoryview) -> int:
         try:
@@ -458,20 +478,32 @@ class FrameReader:
 
 # --- sending ---------------------------------------------------------------------------------
 _IOV_BATCH = 512  # below every platform's IOV_MAX (1024 on Linux, macOS)
+#: A non-blocking call on a blocking socket (Linux, macOS, BSDs): a socket stays in blocking mode,
+#: which makes a wait without a deadline one system call, and calls with a deadline pass this.
+MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 
 def send_segments(sock: socket.socket, segments: Sequence[Buffer], deadline: float | None = None) -> int:
     """Write every segment with sendmsg (scatter-gather: never joined), looping on partial sends.
 
-    Works on blocking and non-blocking sockets: when the kernel's buffer is full, waits for room
-    until `deadline` (a time.monotonic() value; None: forever) and raises the builtin TimeoutError
-    after it (some bytes may have been sent: the stream is then broken and must be closed).
+    Works on blocking and non-blocking sockets. With a `deadline` (a time.monotonic() value) a
+    blocking socket is written with MSG_DONTWAIT and, when the kernel's buffer is full, waits for
+    room until the deadline, then raises the builtin TimeoutError (some bytes may have been sent:
+    the stream is then broken and must be closed); without one a blocking socket simply blocks.
     TLS sockets, which have no sendmsg, get each segment through send. Returns the bytes sent.
     """
-    import ssl as _ssl
-
-    views = [memoryview(seg).cast("B") for seg in segments]
     tls = isinstance(sock, _ssl.SSLSocket)
+    flags = MSG_DONTWAIT if deadline is not None and not tls else 0
+    if len(segments) == 1 and not tls:  # a small message: usually one call sends it all
+        try:
+            sent = sock.sendmsg(segments, (), flags)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        size = memoryview(segments[0]).nbytes
+        if sent == size:
+            return sent
+        return sent + send_segments(sock, [memoryview(segments[0]).cast("B")[sent:]], deadline)
+    views = [memoryview(seg).cast("B") for seg in segments]
     total = 0
     i = 0
     while i < len(views):
@@ -479,7 +511,7 @@ def send_segments(sock: socket.socket, segments: Sequence[Buffer], deadline: flo
             i += 1
             continue
         try:
-            sent = sock.send(views[i]) if tls else sock.sendmsg(views[i:i + _IOV_BATCH])
+            sent = sock.send(views[i]) if tls else sock.sendmsg(views[i:i + _IOV_BATCH], (), flags)
         except (BlockingIOError, InterruptedError, _ssl.SSLWantWriteError):
             wait_ready(sock, True, deadline)
             continue
@@ -565,12 +597,15 @@ def prepare_outgoing(message: Message, *, local: bool, capability: int,
                      mode: Compression = "auto") -> Sequence[Buffer]:
     """The buffers to send for `message`: its segments, or the compressed message (one buffer)
     when kdb+'s rule says so and compression gets it to at most half."""
-    if not allows_large_messages(capability) and message.nbytes > MAX_MESSAGE_BELOW_CAPABILITY_5:
+    nbytes = message.nbytes
+    if nbytes < KDB_COMPRESSION_THRESHOLD:  # the common small message: nothing to decide
+        return message.segments()
+    if not allows_large_messages(capability) and nbytes > MAX_MESSAGE_BELOW_CAPABILITY_5:
         from ..errors import EncodeError
 
-        raise EncodeError(f"a message of {message.nbytes} bytes is over 2 GB, which the peer "
+        raise EncodeError(f"a message of {nbytes} bytes is over 2 GB, which the peer "
                           f"(capability {capability}) cannot receive")
-    if should_compress(message.nbytes, local=local, capability=capability, mode=mode):
+    if should_compress(nbytes, local=local, capability=capability, mode=mode):
         packed = try_compress(message)
         if packed is not None:
             return (packed,)

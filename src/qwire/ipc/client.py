@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .._core import Encoder
+from ..compression import KDB_COMPRESSION_THRESHOLD
 from ..errors import (
     AuthenticationError,
     ConnectionClosed,
@@ -57,6 +58,9 @@ class _Waiter:
         self.value: Any = None
         self.error: BaseException | None = None
         self.abandoned = False
+
+    def is_done(self) -> bool:
+        return self.done
 
 
 class _Target:
@@ -106,7 +110,7 @@ def _tls_context(ssl: Any) -> _ssl.SSLContext | None:
 def open_socket(target: _Target) -> tuple[socket.socket, int, str, bool]:
     """Connect, wrap in TLS, do the handshake: (socket, capability, peer name, peer is local).
 
-    The returned socket is non-blocking; every later wait goes through `_protocol.wait_ready`.
+    Every later wait with a deadline goes through `_protocol.wait_ready`.
     """
     deadline = _deadline(target.timeout)
     if target.unix is not None and target.unix is not False:
@@ -140,7 +144,9 @@ def open_socket(target: _Target) -> tuple[socket.socket, int, str, bool]:
         sock.sendall(p.client_hello(target.user, target.password, target.capability))
         reply = sock.recv(1)
         capability = p.parse_server_reply(reply, target.capability, peer)
-        sock.setblocking(False)
+        # Plain sockets stay blocking: a wait without a deadline is then one recv, and calls with
+        # a deadline pass MSG_DONTWAIT. TLS sockets take no flags, so they are non-blocking.
+        sock.setblocking(not _needs_nonblocking(sock))
         return sock, capability, peer, local
     except BaseException as e:
         sock.close()
@@ -150,6 +156,10 @@ def open_socket(target: _Target) -> tuple[socket.socket, int, str, bool]:
             raise AuthenticationError("the server closed the connection during the handshake: "
                                       "credentials refused (q reports 'access)", peer) from e
         raise _connect_error(e, peer) from e
+
+
+def _needs_nonblocking(sock: socket.socket) -> bool:
+    return isinstance(sock, _ssl.SSLSocket) or not p.MSG_DONTWAIT
 
 
 def _connect_error(e: BaseException, peer: str) -> BaseException:
@@ -164,9 +174,24 @@ def _connect_error(e: BaseException, peer: str) -> BaseException:
     return e
 
 
+class _Unset:
+    def __repr__(self) -> str:
+        return "<from limits>"
+
+
+#: The default of connect's timeout arguments: take the value from `limits` (whose own defaults
+#: are _protocol.DEFAULT_CONNECT_TIMEOUT and DEFAULT_REQUEST_TIMEOUT).
+FROM_LIMITS: Any = _Unset()
+
+
+def _timeouts(limits: p.Limits, timeout: Any, request_timeout: Any) -> tuple[float | None, float | None]:
+    return (limits.connect_timeout if timeout is FROM_LIMITS else timeout,
+            limits.request_timeout if request_timeout is FROM_LIMITS else request_timeout)
+
+
 def connect(host: str = "localhost", port: int | None = None, *, user: str | None = None,
-            password: str | None = None, timeout: float | None = p.DEFAULT_CONNECT_TIMEOUT,
-            request_timeout: float | None = p.DEFAULT_REQUEST_TIMEOUT, ssl: Any = None,
+            password: str | None = None, timeout: float | None = FROM_LIMITS,
+            request_timeout: float | None = FROM_LIMITS, ssl: Any = None,
             unix: str | bool | None = None, compression: p.Compression = "auto", q_compatible: bool = True,
             on_async: Callable[[Any], object] | None = None, on_sync: Callable[[Any], object] | None = None,
             reconnect: int | bool = False, limits: p.Limits | None = None, capability: int = p.CAPABILITY,
@@ -178,8 +203,9 @@ def connect(host: str = "localhost", port: int | None = None, *, user: str | Non
     (`qwire.ipc.kx_unix_path(port)`: the abstract "@/tmp/kx.<port>" on Linux).
     user, password: the credentials (user=None sends the OS login name, as q's hopen does).
     A refusal raises AuthenticationError.
-    timeout: seconds for connecting, TLS and the handshake. request_timeout: default seconds each
-    request or receive waits (None: forever); a request that times out raises RequestTimeout and
+    timeout: seconds for connecting, TLS and the handshake (default: limits.connect_timeout, 10).
+    request_timeout: default seconds each request or receive waits (default:
+    limits.request_timeout, None: forever); a request that times out raises RequestTimeout and
     its late response is dropped, the connection stays usable.
     ssl: an ssl.SSLContext (or True for the default context) to use TLS, as q's `:tcps://`.
     compression: "auto" is kdb+'s rule (messages over 2000 bytes, only to a peer that is not
@@ -192,10 +218,12 @@ def connect(host: str = "localhost", port: int | None = None, *, user: str | Non
     reconnect: when the connection is lost, the next request reconnects, trying this many times
     (True: 5) with exponential backoff. A request in flight when the connection is lost is not
     resent (it may have run): it raises ConnectionClosed.
-    limits: a `qwire.ipc.Limits` (max_message_size, ...); its timeouts are overridden by the
-    timeout arguments. Every message received is decoded under these limits and the codec's own.
+    limits: a `qwire.ipc.Limits` (max_message_size, connect_timeout, request_timeout); the
+    timeout arguments, when given, take precedence. Every message received is decoded under
+    these limits and the codec's own (depth, memory expansion).
     """
     limits = limits if limits is not None else p.Limits()
+    timeout, request_timeout = _timeouts(limits, timeout, request_timeout)
     attempts = 5 if reconnect is True else int(reconnect)
     target = _Target(host, port, unix, ssl, user, password, capability, timeout)
     sock, cap, peer, local = open_socket(target)
@@ -229,13 +257,16 @@ class Connection:
         self._target = target
         self._reconnect_attempts = reconnect_attempts
         self._send_lock = threading.Lock()
-        self._cond = threading.Condition(threading.Lock())
+        self._state = threading.Lock()               # guards the fields below; C-level enter/exit
+        self._cond = threading.Condition(self._state)  # waits for the reader role or a result
+        self._sleepers = 0                            # threads waiting on _cond
         self._closed = False
         self._attach(sock, capability, peer, local)
 
     def _attach(self, sock: socket.socket, capability: int, peer: str, local: bool) -> None:
         self._sock = sock
         self._tls = isinstance(sock, _ssl.SSLSocket)
+        self._nonblocking = _needs_nonblocking(sock)
         self._tls_lock = threading.Lock()  # OpenSSL: one call at a time on a connection
         self.capability = capability
         self.peer = peer
@@ -261,19 +292,23 @@ class Connection:
     def sync(self, value: Any, *, timeout: float | None = None) -> Any:
         """Send `value` exactly as given as a sync request; the decoded response (QError raised).
         timeout: seconds (default: the connection's request_timeout)."""
-        deadline = _deadline(self.request_timeout if timeout is None else timeout)
-        self._ensure_open()
+        if timeout is None:
+            timeout = self.request_timeout
+        deadline = None if timeout is None else _deadline(timeout)
+        if self._failure is not None:
+            self._ensure_open()
         segments = self._outgoing("sync", value)
         waiter = _Waiter()
         with self._send_lock:
-            with self._cond:
-                self._check_usable()
+            with self._state:
+                if self._failure is not None:
+                    raise self._closed_error()
                 self._waiters.append(waiter)
             self._send(segments, deadline)
         try:
-            self._wait_for(lambda: waiter.done, deadline, "the response")
+            self._wait_for(waiter.is_done, deadline, "the response")
         except RequestTimeout:
-            with self._cond:
+            with self._state:
                 waiter.abandoned = True
                 if not waiter.done:
                     raise
@@ -287,7 +322,7 @@ class Connection:
         self._ensure_open()
         segments = self._outgoing("async", value)
         with self._send_lock:
-            with self._cond:
+            with self._state:
                 self._check_usable()
             self._send(segments, _deadline(self.request_timeout))
 
@@ -298,7 +333,7 @@ class Connection:
         cannot be decoded raises its DecodeError here, in its place."""
         deadline = _deadline(self.request_timeout if timeout is None else timeout)
         self._wait_for(lambda: bool(self._inbox), deadline, "a message")
-        with self._cond:
+        with self._state:
             item = self._inbox.popleft()
         if isinstance(item, DecodeError):
             raise item
@@ -337,6 +372,8 @@ class Connection:
     # --- sending -------------------------------------------------------------------------
     def _outgoing(self, kind: str, value: Any) -> Any:
         message = self._encoders[kind].encode(value)  # EncodeError before anything is sent
+        if message.nbytes < KDB_COMPRESSION_THRESHOLD:  # small: nothing for prepare_outgoing to decide
+            return message.segments()
         return p.prepare_outgoing(message, local=self.local, capability=self.capability, mode=self.compression)
 
     def _send(self, segments: Any, deadline: float | None) -> None:
@@ -377,7 +414,7 @@ class Connection:
         """Until done(): take the reader role when free and read, else wait for the reader."""
         me = threading.get_ident()
         while True:
-            with self._cond:
+            with self._state:
                 while True:
                     if done():
                         return
@@ -387,15 +424,20 @@ class Connection:
                     left = _remaining(deadline)
                     if left == 0:
                         raise RequestTimeout(f"timed out waiting for {what}", self.peer)
-                    self._cond.wait(left)
+                    self._sleepers += 1
+                    try:
+                        self._cond.wait(left)
+                    finally:
+                        self._sleepers -= 1
                 outer = self._reader
                 self._reader = me
             try:
                 self._read_one(deadline, what)
             finally:
-                with self._cond:
+                with self._state:
                     self._reader = outer
-                    self._cond.notify_all()
+                    if self._sleepers:
+                        self._cond.notify_all()
 
     def _read_one(self, deadline: float | None, what: str) -> None:
         """Read until one message is complete and deliver it (this thread is the reader)."""
@@ -408,8 +450,10 @@ class Connection:
                     if self._tls:
                         with self._tls_lock:
                             n = self._sock.recv_into(buf)
+                    elif deadline is None and not self._nonblocking:
+                        n = self._sock.recv_into(buf)  # blocks: one system call per wait
                     else:
-                        n = self._sock.recv_into(buf)
+                        n = self._sock.recv_into(buf, 0, p.MSG_DONTWAIT)
                 except (BlockingIOError, InterruptedError, _ssl.SSLWantReadError):
                     p.wait_ready(self._sock, False, deadline)
                     continue
@@ -442,7 +486,7 @@ class Connection:
     def _deliver(self, frame: p.Frame) -> None:
         value, error = self._decode(frame)
         if frame.msg_type == p.RESPONSE:
-            with self._cond:
+            with self._state:
                 waiter = self._waiters.popleft() if self._waiters else None
                 if waiter is not None:
                     waiter.value, waiter.error, waiter.done = value, error, True
@@ -459,7 +503,7 @@ class Connection:
                 except Exception:
                     _log.exception("qwire: on_async callback failed (message from %s)", self.peer)
                 return
-            with self._cond:
+            with self._state:
                 self._inbox.append(item)
             return
         # a sync request from the peer: answer it, as q's .z.pg would
@@ -493,7 +537,7 @@ class Connection:
 
     def _fail(self, error: BaseException) -> None:
         """Mark the connection unusable, close the socket, fail every waiting request."""
-        with self._cond:
+        with self._state:
             if self._failure is None:
                 self._failure = error
             waiters, self._waiters = self._waiters, collections.deque()
@@ -512,7 +556,7 @@ class Connection:
         if self._failure is None or self._closed or not self._reconnect_attempts or self._target is None:
             return
         with self._send_lock:
-            with self._cond:
+            with self._state:
                 if self._failure is None:
                     return
                 if self._reader is not None:
@@ -529,7 +573,7 @@ class Connection:
                     time.sleep(delay * (1 + random.random()))
                     delay = min(delay * 2, 5.0)
                     continue
-                with self._cond:
+                with self._state:
                     inbox = self._inbox
                     self._attach(sock, cap, peer, local)
                     self._inbox = inbox  # messages received before the loss stay deliverable
