@@ -53,6 +53,10 @@ __all__ = ["Server", "ServerConnection", "Handler", "DEFERRED"]
 
 _log = logging.getLogger("qwire.ipc.server")
 
+#: Plain sockets are kept blocking, their calls with a deadline made with MSG_DONTWAIT (where the
+#: platform has it; elsewhere sockets are non-blocking and every wait polls).
+_BLOCKING_PLAIN = p.MSG_DONTWAIT != 0
+
 #: The error text a sync request gets when the handler has no on_sync hook.
 NO_SYNC_HOOK = "qwire server: no on_sync hook"
 
@@ -307,13 +311,17 @@ class ServerConnection:
         return frames
 
     def _recv_into(self, view: memoryview, deadline: float | None) -> int:
+        """Receive into view. A plain socket is blocking: without a deadline a wait is one
+        system call (close() wakes it with shutdown); with one, MSG_DONTWAIT and poll."""
         sock = self._sock
         while True:
             try:
                 if self._tls:
                     with self._tls_lock:
                         return sock.recv_into(view)
-                return sock.recv_into(view)
+                if deadline is None or not _BLOCKING_PLAIN:
+                    return sock.recv_into(view)
+                return sock.recv_into(view, 0, p.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError, _ssl.SSLWantReadError):
                 p.wait_ready(sock, False, deadline)
             except _ssl.SSLWantWriteError:
@@ -426,7 +434,7 @@ class ServerConnection:
             if not self._tls and len(segments) == 1:  # small messages: one send, most often whole
                 view = memoryview(segments[0]).cast("B")
                 try:
-                    sent = self._sock.send(view)
+                    sent = self._sock.send(view, p.MSG_DONTWAIT)
                 except (BlockingIOError, InterruptedError):
                     sent = 0
                 if sent == len(view):
@@ -635,7 +643,9 @@ class Server:
             self._start_connection(sock, address)
 
     def _start_connection(self, sock: socket.socket, address: Any) -> None:
-        sock.setblocking(False)
+        # plain sockets stay blocking where MSG_DONTWAIT exists (calls with a deadline pass it);
+        # TLS sockets are non-blocking (OpenSSL calls are made one at a time, under a lock)
+        sock.setblocking(self.ssl is None and _BLOCKING_PLAIN)
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.ssl is not None:
