@@ -154,7 +154,8 @@ def _encode(encoders: dict[str, Encoder], kind: str, value: Any) -> Message:
 
 
 class _Slot:
-    """One sync request, in arrival order: its encoded answer once known."""
+    """A sync request waiting in line (deferred, or answered behind a deferred one), in arrival
+    order: its encoded answer once known."""
 
     __slots__ = ("segments", "deferred")
 
@@ -356,9 +357,6 @@ class ServerConnection:
         hooks = self.server._hooks
         kind = frame.msg_type
         if kind == p.SYNC:
-            slot = _Slot()
-            with self._lock:
-                self._slots.append(slot)
             try:
                 value = decoder.decode(frame.data)
             except (DecodeError, QError) as e:  # the frame is intact: answer and go on
@@ -370,13 +368,20 @@ class ServerConnection:
                 except Exception as e:
                     result = QError(error_text(e))
                 if result is DEFERRED:
+                    slot = _Slot()
+                    slot.deferred = True
                     with self._lock:
-                        slot.deferred = True
+                        self._slots.append(slot)
                     return
                 segments = self._response_segments(result)
             with self._lock:
-                slot.segments = segments
-                self._flush()
+                if self._slots:  # an earlier request is still deferred: this answer waits behind it
+                    slot = _Slot()
+                    slot.segments = segments
+                    self._slots.append(slot)
+                    self._flush()
+                else:  # requests are read one at a time, so nothing else can come between
+                    self._write(segments)
         elif kind == p.ASYNC:
             try:
                 value = decoder.decode(frame.data)
