@@ -167,7 +167,7 @@ async def connect(host: str = "localhost", port: int | None = None, *, user: str
         except IPCError:
             transport.abort()
             raise
-        return transport, cap, peer, local  # type: ignore[return-value]
+        return transport, cap, peer, local
 
     try:
         transport, cap, peer, local = await asyncio.wait_for(open_(), timeout)
