@@ -239,3 +239,27 @@ def test_aiokdb_client_against_the_asyncio_server():
             writer.writer.close()
 
     run(main())
+
+
+def test_tls(tmp_path):
+    """TLS with a certificate the test makes (openssl): qwire's asyncio client, a 16 MB round trip."""
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", str(key),
+                    "-out", str(cert), "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    a = np.arange(2_000_000, dtype=np.int64)
+
+    async def main():
+        async with await qwire.aio.start_server(lambda c, v: v, ssl=server_ctx) as server:
+            q = await qwire.aio.connect("127.0.0.1", server.port, ssl=client_ctx)
+            assert await q.sync(3) == 3
+            assert np.array_equal(await q.sync(a), a)
+            q.close()
+
+    run(main())

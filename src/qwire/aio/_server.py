@@ -215,7 +215,7 @@ class ServerConnection(asyncio.BufferedProtocol):
             self.capability = p.negotiate(hello.capability, server.capability)
             opts = {"q_compatible": server.q_compatible, "capability": p.encoder_capability(self.capability),
                     "registry": server.registry}
-            self._encoders = {t: Encoder(t, **opts) for t in ("response", "async")}  # type: ignore[arg-type]
+            self._encoders = {t: Encoder(t, **opts) for t in ("response", "async")}
             assert self._transport is not None
             self._transport.write(p.server_reply(hello.capability, server.capability))
             self._opened = True
@@ -411,7 +411,7 @@ class _Refuse(asyncio.Protocol):
     """A client over max_connections: closed at once, before its hello."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.abort()
+        transport.close()
 
 
 async def start_server(handler: Any, host: str = "127.0.0.1", port: int = 0, *, unix: str | None = None,

@@ -53,6 +53,10 @@ __all__ = ["Server", "ServerConnection", "Handler", "DEFERRED"]
 
 _log = logging.getLogger("qwire.ipc.server")
 
+#: Plain sockets are kept blocking, their calls with a deadline made with MSG_DONTWAIT (where the
+#: platform has it; elsewhere sockets are non-blocking and every wait polls).
+_BLOCKING_PLAIN = p.MSG_DONTWAIT != 0
+
 #: The error text a sync request gets when the handler has no on_sync hook.
 NO_SYNC_HOOK = "qwire server: no on_sync hook"
 
@@ -110,14 +114,15 @@ class _Hooks:
     def __init__(self, handler: Any) -> None:
         default = Handler()
         if callable(handler) and not any(hasattr(handler, n) for n in self.__slots__):
-            self.on_sync: Callable[[ServerConnection, Any], Any] = handler
+            self.on_sync: Callable[[Any, Any], Any] = handler
             handler = default
         else:
             self.on_sync = getattr(handler, "on_sync", default.on_sync)
-        self.check_login: Callable[[str, str], bool] = getattr(handler, "check_login", default.check_login)
-        self.on_open: Callable[[ServerConnection], object] = getattr(handler, "on_open", default.on_open)
-        self.on_async: Callable[[ServerConnection, Any], object] = getattr(handler, "on_async", default.on_async)
-        self.on_close: Callable[[ServerConnection], object] = getattr(handler, "on_close", default.on_close)
+        # conn is a qwire.ipc.ServerConnection or a qwire.aio.ServerConnection
+        self.check_login: Callable[[str, str], Any] = getattr(handler, "check_login", default.check_login)
+        self.on_open: Callable[[Any], Any] = getattr(handler, "on_open", default.on_open)
+        self.on_async: Callable[[Any, Any], Any] = getattr(handler, "on_async", default.on_async)
+        self.on_close: Callable[[Any], Any] = getattr(handler, "on_close", default.on_close)
 
 
 class _NoLock:
@@ -149,7 +154,8 @@ def _encode(encoders: dict[str, Encoder], kind: str, value: Any) -> Message:
 
 
 class _Slot:
-    """One sync request, in arrival order: its encoded answer once known."""
+    """A sync request waiting in line (deferred, or answered behind a deferred one), in arrival
+    order: its encoded answer once known."""
 
     __slots__ = ("segments", "deferred")
 
@@ -297,7 +303,7 @@ class ServerConnection:
         self.capability = p.negotiate(hello.capability, server.capability)
         opts = {"q_compatible": server.q_compatible, "capability": p.encoder_capability(self.capability),
                 "registry": server.registry}
-        self._encoders = {t: Encoder(t, **opts) for t in ("response", "async")}  # type: ignore[arg-type]
+        self._encoders = {t: Encoder(t, **opts) for t in ("response", "async")}
         with self._lock:
             self._write((p.server_reply(hello.capability, server.capability),))
         frames = p.FrameReader(limits.max_message_size, self.peer)
@@ -306,13 +312,17 @@ class ServerConnection:
         return frames
 
     def _recv_into(self, view: memoryview, deadline: float | None) -> int:
+        """Receive into view. A plain socket is blocking: without a deadline a wait is one
+        system call (close() wakes it with shutdown); with one, MSG_DONTWAIT and poll."""
         sock = self._sock
         while True:
             try:
                 if self._tls:
                     with self._tls_lock:
                         return sock.recv_into(view)
-                return sock.recv_into(view)
+                if deadline is None or not _BLOCKING_PLAIN:
+                    return sock.recv_into(view)
+                return sock.recv_into(view, 0, p.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError, _ssl.SSLWantReadError):
                 p.wait_ready(sock, False, deadline)
             except _ssl.SSLWantWriteError:
@@ -347,9 +357,6 @@ class ServerConnection:
         hooks = self.server._hooks
         kind = frame.msg_type
         if kind == p.SYNC:
-            slot = _Slot()
-            with self._lock:
-                self._slots.append(slot)
             try:
                 value = decoder.decode(frame.data)
             except (DecodeError, QError) as e:  # the frame is intact: answer and go on
@@ -361,13 +368,20 @@ class ServerConnection:
                 except Exception as e:
                     result = QError(error_text(e))
                 if result is DEFERRED:
+                    slot = _Slot()
+                    slot.deferred = True
                     with self._lock:
-                        slot.deferred = True
+                        self._slots.append(slot)
                     return
                 segments = self._response_segments(result)
             with self._lock:
-                slot.segments = segments
-                self._flush()
+                if self._slots:  # an earlier request is still deferred: this answer waits behind it
+                    slot = _Slot()
+                    slot.segments = segments
+                    self._slots.append(slot)
+                    self._flush()
+                else:  # requests are read one at a time, so nothing else can come between
+                    self._write(segments)
         elif kind == p.ASYNC:
             try:
                 value = decoder.decode(frame.data)
@@ -421,9 +435,18 @@ class ServerConnection:
 
     def _write(self, segments: Sequence[Any]) -> None:
         """Write one message (the lock is held); a failure or a timeout closes the connection."""
-        limits = self.server.limits
-        deadline = None if limits.transfer_timeout is None else time.monotonic() + limits.transfer_timeout
         try:
+            if not self._tls and len(segments) == 1:  # small messages: one send, most often whole
+                view = memoryview(segments[0]).cast("B")
+                try:
+                    sent = self._sock.send(view, p.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                if sent == len(view):
+                    return
+                segments = (view[sent:],)
+            limits = self.server.limits
+            deadline = None if limits.transfer_timeout is None else time.monotonic() + limits.transfer_timeout
             if self._tls:
                 self._write_tls(segments, deadline)
             else:
@@ -625,7 +648,9 @@ class Server:
             self._start_connection(sock, address)
 
     def _start_connection(self, sock: socket.socket, address: Any) -> None:
-        sock.setblocking(False)
+        # plain sockets stay blocking where MSG_DONTWAIT exists (calls with a deadline pass it);
+        # TLS sockets are non-blocking (OpenSSL calls are made one at a time, under a lock)
+        sock.setblocking(self.ssl is None and _BLOCKING_PLAIN)
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.ssl is not None:
