@@ -10,7 +10,10 @@ contestants the same. Measured in one run, medians of interleaved rounds:
   receive, decode) against a raw socket ping-pong of exactly those bytes (sendall, then recv_into
   a preallocated buffer until the response is complete);
 * large: the round trip of a 24 MB dict of arrays (sent, echoed, decoded into views), in MB/s
-  of message bytes moved both ways, against a raw socket moving the same bytes.
+  of message bytes moved both ways, against a raw socket moving the same bytes;
+* response: a 24 MB dict of three arrays fetched from a `qwire.Server` (in a process of its own,
+  answering with a pre-encoded message), against a raw socket that sends the same request to the
+  same server and receives the response into a preallocated buffer.
 """
 from __future__ import annotations
 
@@ -65,6 +68,51 @@ def _echo(conn: socket.socket) -> None:
             p.send_segments(conn, [header, frame.data[8:]])
     except ConnectionError:
         conn.close()
+
+
+def _qwire_server(pipe: object) -> None:
+    """A qwire.Server answering every request with one pre-encoded 24 MB response."""
+    import qwire
+
+    rng = np.random.default_rng(1)
+    n = 1_000_000
+    cached = qwire.dumps({"bid": rng.standard_normal(n), "ask": rng.standard_normal(n),
+                          "size": rng.integers(0, 1000, n)}, msg_type="response", q_compatible=True)
+    with qwire.Server(lambda conn, value: cached) as server:
+        pipe.send((server.port, cached.nbytes))  # type: ignore[attr-defined]
+        pipe.recv()  # type: ignore[attr-defined]
+
+
+def _response_rows(rounds: int) -> dict[str, list[float]]:
+    import multiprocessing
+
+    import qwire
+
+    ctx = multiprocessing.get_context("spawn")
+    ours, theirs = ctx.Pipe()
+    proc = ctx.Process(target=_qwire_server, args=(theirs,))
+    proc.start()
+    try:
+        port, size = ours.recv()
+        conn = qwire.connect("127.0.0.1", port)
+        raw = _raw_connect(port)
+        request = qwire.dumps(b"dict", msg_type="sync").copy()
+        into = memoryview(bytearray(size))
+        rows: dict[str, list[float]] = {"qwire response": [], "raw response": []}
+        for _ in range(rounds):
+            t = time.perf_counter()
+            conn("dict")
+            rows["qwire response"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            _raw_round_trip(raw, request, into)
+            rows["raw response"].append(time.perf_counter() - t)
+        conn.close()
+        raw.close()
+        rows["size"] = [float(size)]
+        return rows
+    finally:
+        ours.send(None)
+        proc.join(10)
 
 
 def _raw_connect(port: int) -> socket.socket:
@@ -158,6 +206,12 @@ def main() -> None:
     finally:
         server.kill()
         server.wait()
+    rows = _response_rows(args.rounds)
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    mb = med["size"] / 1e6
+    print(f"24 MB response from qwire.Server ({mb:.1f} MB): qwire {mb / med['qwire response']:.0f} MB/s, "
+          f"raw socket {mb / med['raw response']:.0f} MB/s, "
+          f"{med['raw response'] / med['qwire response'] * 100:.0f}% of raw")
 
 
 if __name__ == "__main__":

@@ -149,3 +149,40 @@ def test_closing_fails_requests_in_flight(server):
         assert all(isinstance(r, qwire.ConnectionClosed) for r in results), results
         assert q.closed
     run(main())
+
+
+def test_silent_server_times_out_the_connect():
+    """A server that never answers the hello: RequestTimeout at the connect timeout."""
+    import threading
+    import time
+
+    release = threading.Event()
+
+    def script(conn):
+        read_hello(conn)
+        release.wait(10)
+
+    async def main(host, port):
+        t0 = time.monotonic()
+        with pytest.raises(qwire.RequestTimeout):
+            await qwire.aio.connect(host, port, timeout=0.3)
+        return time.monotonic() - t0
+
+    with fake_server(script) as (host, port):
+        assert run(main(host, port)) < 3
+        release.set()
+
+
+def test_nothing_listening_is_a_connection_error():
+    """A refused connection: a qwire IPCError (a ConnectionError) naming the peer."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+
+    async def main():
+        with pytest.raises(qwire.IPCError, match=f"127.0.0.1:{port}"):
+            await qwire.aio.connect("127.0.0.1", port)
+    run(main())

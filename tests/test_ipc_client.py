@@ -49,8 +49,8 @@ def test_query_is_a_char_vector_and_response_is_decoded(aiokdb_server):
     with qwire.connect("127.0.0.1", aiokdb_server.port) as q:
         assert q("1+1") == 2
         assert q.capability == 3  # aiokdb's server replies 3: min(6, 3)
-        assert not q.local or q.local  # local is a bool
         assert q.local is True
+        assert q._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)  # small requests leave at once
 
 
 def test_error_reply_raises_qerror_with_q_text(aiokdb_server):

@@ -190,3 +190,37 @@ def test_close_from_another_thread_wakes_a_waiting_request():
         release.set()
     assert not t.is_alive()
     assert isinstance(errors[0], qwire.ConnectionClosed)
+
+
+def test_asyncio_client_stops_reading_a_flood_nobody_receives(monkeypatch):
+    """A server that floods async messages at a subscriber that does not call receive(): the
+    asyncio client stops reading past the queue limit (the kernel's buffers hold the rest), then
+    delivers every message, in order, as they are received."""
+    from qwire.ipc import _protocol as p
+
+    monkeypatch.setattr(p, "DEFAULT_MAX_QUEUED_BYTES", 1 << 20)
+    chunk = np.zeros(100_000, dtype=np.uint8)
+    n = 300  # 30 MB: more than loopback's buffers hold
+
+    def script(conn):
+        read_hello(conn)
+        conn.sendall(b"\x06")
+        for i in range(n):
+            chunk[:8] = np.frombuffer(np.int64(i).tobytes(), np.uint8)
+            conn.sendall(qwire.dumps(chunk).copy())
+        time.sleep(0.5)
+
+    async def main(host, port):
+        q = await qwire.aio.connect(host, port)
+        async with q:
+            await asyncio.sleep(1.0)
+            queued = q._queued_bytes
+            got = []
+            for _ in range(n):
+                got.append(int((await q.receive(timeout=10))[:8].view(np.int64)[0]))
+            return queued, got
+
+    with fake_server(script) as (host, port):
+        queued, got = asyncio.run(asyncio.wait_for(main(host, port), 60))
+    assert queued <= (1 << 20) + 2 * 100_100, queued
+    assert got == list(range(n))

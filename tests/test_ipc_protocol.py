@@ -243,3 +243,47 @@ def test_trickled_body_keeps_one_bounded_buffer():
     finally:
         tracemalloc.stop()
     assert peak < p._DIRECT_FIRST_CHUNK + (1 << 20), peak
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.sampled_from([1, 7, 300, 5000, 40_000, 70_000]), min_size=1, max_size=6),
+    cuts=st.lists(st.integers(min_value=1, max_value=50_000), min_size=1, max_size=40),
+    kinds=st.lists(st.sampled_from(["async", "sync", "response"]), min_size=6, max_size=6),
+)
+def test_frame_reader_any_split_gives_the_same_messages(sizes, cuts, kinds):
+    """However a stream of messages of any sizes (small, at the in-place threshold, large) is cut
+    into reads, the frames are the messages, byte for byte, with their types, in order."""
+    messages = [qwire.dumps(np.arange(n, dtype=np.uint8), msg_type=kinds[i]).copy() for i, n in enumerate(sizes)]
+    data = b"".join(messages)
+    r = p.FrameReader()
+    out = []
+    pos = 0
+    i = 0
+    while pos < len(data):
+        view = r.buffer()
+        k = min(len(view), cuts[i % len(cuts)], len(data) - pos)
+        i += 1
+        view[:k] = data[pos:pos + k]
+        pos += k
+        r.received(k)
+        while (f := r.next_frame()) is not None:
+            out.append(f)
+    assert [bytes(f.data) for f in out] == messages
+    assert [f.msg_type for f in out] == [m[1] for m in messages]
+    assert not r.in_message
+
+
+def test_import_qwire_does_not_import_the_connections():
+    """`import qwire` stays light: qwire.ipc (sockets, ssl) is imported on first use of connect."""
+    import subprocess
+    import sys
+
+    code = ("import sys, qwire; assert 'qwire.ipc' not in sys.modules; "
+            "qwire.connect; assert 'qwire.ipc' in sys.modules; print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "ok", r.stderr

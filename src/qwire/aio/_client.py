@@ -167,7 +167,7 @@ async def connect(host: str = "localhost", port: int | None = None, *, user: str
         except IPCError:
             transport.abort()
             raise
-        return transport, cap, peer, local  # type: ignore[return-value]
+        return transport, cap, peer, local
 
     try:
         transport, cap, peer, local = await asyncio.wait_for(open_(), timeout)
@@ -218,8 +218,10 @@ class Connection:
         self._encoders = {t: Encoder(t, **opts) for t in ("sync", "async", "response")}
         self._decoder = limits.decoder(registry)
         self._waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
-        self._inbox: collections.deque[Any] = collections.deque()
+        self._inbox: collections.deque[tuple[Any, int]] = collections.deque()  # (item, message bytes)
         self._inbox_ready = asyncio.Event()
+        self._queued_bytes = 0
+        self._reading_paused = False
         self._failure: BaseException | None = None
         self._closed = False
         self._last_reply: asyncio.Future[None] | None = None
@@ -237,6 +239,8 @@ class Connection:
         segments = self._outgoing("sync", value)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters.append(future)   # before writing: the order of the FIFO is the order sent
+        if self._reading_paused:       # its response is behind the queued messages: read on
+            self._resume_reading()
         self._write(segments)
         await self._protocol.drain()
         timeout = self.request_timeout if timeout is None else timeout
@@ -260,9 +264,12 @@ class Connection:
             await asyncio.wait_for(self._next_in_inbox(), timeout)
         except asyncio.TimeoutError:
             raise RequestTimeout("timed out waiting for a message", self.peer) from None
-        item = self._inbox.popleft()
+        item, nbytes = self._inbox.popleft()
+        self._queued_bytes -= nbytes
         if not self._inbox:
             self._inbox_ready.clear()
+        if self._reading_paused and self._queued_bytes <= p.DEFAULT_MAX_QUEUED_BYTES // 2:
+            self._resume_reading()
         if isinstance(item, DecodeError):
             raise item
         return item
@@ -319,6 +326,11 @@ class Connection:
         else:  # 3.11 joins in writelines; write() sends what the kernel takes and buffers the rest
             for seg in segments:
                 self._transport.write(seg)
+
+    def _resume_reading(self) -> None:
+        self._reading_paused = False
+        if not self._transport.is_closing():
+            self._transport.resume_reading()
 
     def _check_usable(self) -> None:
         if self._failure is not None:
@@ -378,8 +390,15 @@ class Connection:
                 except Exception:
                     _log.exception("qwire: on_async callback failed (message from %s)", self.peer)
                 return
-            self._inbox.append(item)
+            nbytes = frame.data.nbytes
+            self._inbox.append((item, nbytes))
+            self._queued_bytes += nbytes
             self._inbox_ready.set()
+            if (self._queued_bytes > p.DEFAULT_MAX_QUEUED_BYTES and not self._waiters
+                    and not self._reading_paused):
+                # nobody is taking them: let the kernel's buffers (and the peer) wait instead
+                self._reading_paused = True
+                self._transport.pause_reading()
             return
         previous = self._last_reply
         self._last_reply = asyncio.ensure_future(self._answer(value, error, previous))

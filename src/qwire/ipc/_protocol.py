@@ -53,6 +53,7 @@ __all__ = [
     "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_TRANSFER_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_QUEUED_BYTES",
     "Limits",
     "Compression",
     "negotiate",
@@ -118,6 +119,10 @@ DEFAULT_IDLE_TIMEOUT = None
 #: message it sends to be written (a peer sending a byte a second, or not reading what it is
 #: sent, is closed after it). 1 GiB over a 100 Mbit/s link takes ~90 s.
 DEFAULT_TRANSFER_TIMEOUT = 300.0
+#: Bytes of unasked messages an asyncio client holds for receive() before it stops reading the
+#: socket (until receive() has taken half of them, or a request needs its response): 64 MiB. A
+#: peer that floods async messages then fills the kernel's buffers, not this process's memory.
+DEFAULT_MAX_QUEUED_BYTES = 1 << 26
 #: Connections a server holds at once; more are accepted and closed at once.
 DEFAULT_MAX_CONNECTIONS = 1024
 

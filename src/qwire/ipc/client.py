@@ -388,9 +388,9 @@ class Connection:
             self._fail(err)
             raise err from e
         except OSError as e:
-            err = ConnectionClosed(f"the connection failed while sending: {e}", self.peer)
-            self._fail(err)
-            raise err from e
+            lost = ConnectionClosed(f"the connection failed while sending: {e}", self.peer)
+            self._fail(lost)
+            raise lost from e
 
     def _send_tls(self, segments: Any, deadline: float | None) -> None:
         # OpenSSL allows one call at a time on a connection; a waiting reader does not hold the
