@@ -484,3 +484,27 @@ def test_defer_outside_on_sync_and_defer_then_return_a_value():
             q.sync("err")
         with pytest.raises(qwire.NoRequestWaiting, match="outside on_sync"):
             opened[0].defer()
+
+
+def test_300_connections_open_at_once_are_all_served():
+    """300 logged-in clients held open together (a thread each on the server), each answered."""
+    with qwire.Server(lambda c, v: v + 1) as server:
+        socks = []
+        try:
+            for _ in range(300):
+                s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                s.sendall(b"u:p\x06\x00")
+                socks.append(s)
+            for s in socks:
+                assert s.recv(1) == b"\x06"
+            assert wait_until(lambda: len(server.connections) == 300)
+            for i, s in enumerate(socks):
+                s.sendall(wire_message(bytes([0xF9]) + i.to_bytes(8, "little"), msg_type=1))
+            for i, s in enumerate(socks):
+                data = b""
+                while len(data) < 17:
+                    data += s.recv(64)
+                assert qwire.loads(data) == i + 1
+        finally:
+            for s in socks:
+                s.close()
