@@ -51,7 +51,8 @@ async def _maybe_await(value: Any) -> Any:
 class ServerConnection(asyncio.BufferedProtocol):
     """One client of an asyncio `Server`, as the hooks see it: `id`, `user`, `capability`,
     `peer`, `local`, `state` (a dict for the handler), `await send(value)` (a push),
-    `reply(value)` / `reply_error(text)` (deferred answers, oldest first), `close()`."""
+    `reply(value)` / `reply_error(text)` (deferred answers, oldest first), `defer()` (inside
+    on_sync: the request's own DeferredReply), `close()`."""
 
     def __init__(self, server: Server, conn_id: int) -> None:
         self.server = server

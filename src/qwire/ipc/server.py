@@ -97,7 +97,8 @@ class Handler:
 
     def on_sync(self, conn: ServerConnection, value: Any) -> Any:
         """.z.pg: the response to a sync request. An exception becomes an error reply carrying its
-        text (a QError's text as is); DEFERRED answers later through conn.reply."""
+        text (a QError's text as is); DEFERRED answers later through conn.reply (or the
+        DeferredReply of conn.defer())."""
         raise QError(NO_SYNC_HOOK)
 
     def on_async(self, conn: ServerConnection, value: Any) -> None:
@@ -203,7 +204,8 @@ class ServerConnection:
     `id` is a number unique within the server; `user` the login name; `capability` what was
     negotiated; `peer` a printable address; `local` whether the client is local (kdb+'s rule for
     compression); `state` a dict for the handler's own use. Thread-safe: `send`, `reply`,
-    `reply_error` and `close` may be called from any thread.
+    `reply_error`, `close` (and a DeferredReply's methods) may be called from any thread;
+    `defer()` only inside on_sync.
     """
 
     def __init__(self, server: Server, sock: socket.socket, address: Any, conn_id: int) -> None:
