@@ -158,7 +158,7 @@ def test_bench_lists_the_workloads():
     result = run_cli("bench", "--list")
     assert result.returncode == 0
     names = [line.split()[0] for line in result.stdout.decode().splitlines()]
-    assert names == ["big-array", "small-array", "small-dict", "small-list", "table", "strings", "ints", "records"]
+    assert names == ["big-array", "small-array", "small-dict", "small-list", "table", "strings", "ints", "records", "ipc"]
 
 
 def test_bench_rejects_unknown_names():
@@ -436,3 +436,20 @@ def test_inspect_missing_file():
     result = run_cli("inspect", "/no/such/file.qipc")
     assert result.returncode == 1
     assert result.stderr.decode().startswith("qwire inspect: cannot read /no/such/file.qipc")
+
+
+def test_bench_ipc_workload_measures_every_contender_it_is_given():
+    """The ipc workload (qwire bench --workload ipc) starts its servers, times each client and
+    reports medians with ratios to the raw socket; a client that cannot run is reported, not fatal."""
+    from qwire._bench import ipc
+
+    results = ipc.run(clients=("qwire", "raw-socket", "mp-pickle", "no-such-client"), workloads=("small", "dict"),
+                      scale=0.01, budget_s=0.2, max_calls=50)
+    by = {(r.workload, r.client): r for r in results}
+    for w in ("small", "dict"):
+        for c in ("qwire", "raw-socket", "mp-pickle"):
+            assert by[w, c].median_s > 0 and by[w, c].calls >= 5
+        assert by[w, "no-such-client"].median_s is None and "unknown IPC client" in by[w, "no-such-client"].note
+    assert by["dict", "qwire"].nbytes == by["dict", "raw-socket"].nbytes > 240_000
+    table = ipc.format_results(results)
+    assert "ipc small" in table and "x raw" in table and "unknown IPC client" in table

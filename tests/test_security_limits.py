@@ -13,6 +13,7 @@ import re
 import pytest
 
 import qwire
+import qwire.ipc
 from qwire import compression
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -105,6 +106,11 @@ RUNTIME = [
     ("Vector size from which `dumps` references", lambda: qwire.Encoder().zero_copy_threshold),
     ("Vector size from which `dumps` sends out-of-band", lambda: qwire.Encoder().oob_threshold),
     ("Distinct items with one hash value", lambda: qwire._core.MAX_ITEMS_SHARING_A_HASH),
+    ("Message size on a connection", lambda: qwire.ipc.Limits().max_message_size),
+    ("Client hello a server reads", lambda: qwire.ipc.Limits().max_handshake_size),
+    ("Seconds a request or `receive()` waits", lambda: qwire.ipc.Limits().request_timeout),
+    ("Connections a server holds at once", lambda: qwire.ipc.Limits().max_connections),
+    ("Seconds a message may take to arrive once begun", lambda: qwire.ipc.Limits().transfer_timeout),
 ]
 
 
@@ -164,6 +170,7 @@ def test_every_limit_in_the_code_is_in_the_table():
         ("cython/cutil.pxi", r"#define\s+(QW_\w+)\s"),
         ("src/qwire/extensions.py", r"^(MAX_\w+)\s*="),
         ("src/qwire/registry.py", r"^(_MAX_\w+)\s*="),
+        ("src/qwire/ipc/_protocol.py", r"^(DEFAULT_\w+)\s*="),
     ]:
         text = open(os.path.join(ROOT, path), encoding="utf-8").read()
         found |= set(re.findall(pattern, text, re.M))

@@ -33,6 +33,8 @@ from .values import (
     Vector,
 )
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -85,3 +87,42 @@ __all__ += [
     "OnDiskObjectError",
     "UnregisteredTypeError",
 ]
+
+# Connections (docs/IPC.md): the client (qwire.ipc, imported on first use: sockets and ssl cost
+# ~25 ms) and the errors of the protocol layer. qwire.aio is the asyncio API.
+if TYPE_CHECKING:
+    from .ipc import Connection, connect
+from .errors import (  # noqa: E402
+    AuthenticationError,
+    ConnectionClosed,
+    IPCError,
+    MessageTooLarge,
+    ProtocolError,
+    RequestTimeout,
+)
+
+__all__ += [
+    "connect",
+    "Connection",
+    "IPCError",
+    "ConnectionClosed",
+    "AuthenticationError",
+    "ProtocolError",
+    "MessageTooLarge",
+    "RequestTimeout",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("connect", "Connection", "Server", "DEFERRED"):
+        from . import ipc
+
+        return getattr(ipc, name)
+    raise AttributeError(f"module 'qwire' has no attribute {name!r}")
+
+# The server (qwire.ipc.server; docs/IPC.md), imported on first use like the client.
+if TYPE_CHECKING:
+    from .ipc import DEFERRED, Server
+from .errors import NoRequestWaiting  # noqa: E402
+
+__all__ += ["Server", "DEFERRED", "NoRequestWaiting"]

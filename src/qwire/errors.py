@@ -15,6 +15,13 @@ __all__ = [
     "OnDiskObjectError",
     "UnregisteredTypeError",
     "EndOfFile",
+    "IPCError",
+    "ConnectionClosed",
+    "AuthenticationError",
+    "ProtocolError",
+    "MessageTooLarge",
+    "RequestTimeout",
+    "NoRequestWaiting",
 ]
 
 
@@ -101,3 +108,74 @@ class UnregisteredTypeError(DecodeError):
 class EndOfFile(DecodeError, EOFError):
     """`load` found no message: the file or stream is at its end (pickle.load raises EOFError
     there too). A file that ends inside a message is a plain `DecodeError`."""
+# Connections (qwire.ipc, qwire.aio; docs/IPC.md). Each is a ConnectionError, so code that
+# already handles socket failures catches them, and a QWireError like every qwire exception.
+
+
+class IPCError(QWireError, ConnectionError):
+    """A connection to a q IPC peer failed or was misused by the peer.
+
+    `peer` is a description of the other end ("127.0.0.1:5001", "unix:/tmp/kx.5001") when known.
+    """
+
+    def __init__(self, message: str, peer: str | None = None) -> None:
+        self.reason = message
+        self.peer = peer
+        if peer is not None:
+            message = f"{message} (peer {peer})"
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[type[IPCError], tuple[str, str | None]]:
+        return (type(self), (self.reason, self.peer))
+
+
+class ConnectionClosed(IPCError):
+    """The peer closed the connection (or the connection was closed locally) while qwire was
+    waiting for bytes or about to send. `received` and `expected` say how far a message had got
+    when the peer closed inside one (None when the peer closed between messages)."""
+
+    def __init__(self, message: str, peer: str | None = None, received: int | None = None,
+                 expected: int | None = None) -> None:
+        self.received = received
+        self.expected = expected
+        super().__init__(message, peer)
+
+    def __reduce__(self) -> tuple[type[ConnectionClosed], tuple[str, str | None, int | None, int | None]]:  # type: ignore[override]
+        return (type(self), (self.reason, self.peer, self.received, self.expected))
+
+
+class AuthenticationError(IPCError):
+    """The server refused the credentials: as kdb+ does, it closed the connection during the
+    handshake without replying (q's hopen reports 'access)."""
+
+
+class ProtocolError(IPCError):
+    """The peer broke the protocol: a malformed handshake or message header, a handshake longer
+    than the limit, a message type that cannot occur there. The connection is closed, since the
+    byte stream can no longer be trusted to be in step."""
+
+
+class MessageTooLarge(ProtocolError):
+    """A message header announced more bytes than the connection's max_message_size. Nothing was
+    allocated for it; the connection is closed. `size` is the announced total, `limit` the cap."""
+
+    def __init__(self, message: str, peer: str | None = None, size: int | None = None,
+                 limit: int | None = None) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(message, peer)
+
+    def __reduce__(self) -> tuple[type[MessageTooLarge], tuple[str, str | None, int | None, int | None]]:  # type: ignore[override]
+        return (type(self), (self.reason, self.peer, self.size, self.limit))
+
+
+class RequestTimeout(IPCError, TimeoutError):
+    """Connecting, the handshake, a request or a receive took longer than its timeout. A request
+    that timed out is abandoned: its late response is recognised (responses come in request
+    order) and dropped, so the connection stays usable. A send that timed out part-way closes
+    the connection, whose byte stream is then broken."""
+
+
+class NoRequestWaiting(QWireError, RuntimeError):
+    """A server handler answered (`conn.reply`, `conn.reply_error`) when no request of that
+    connection was deferred: as q's -30! on a handle with no request waiting."""

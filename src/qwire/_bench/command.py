@@ -44,6 +44,16 @@ def bench_command(args) -> int:
     if args.list:
         for w in WORKLOADS.values():
             print(f"{w.name:12}  {w.title}")
+        print(f"{'ipc':12}  connections over loopback: qwire, PyKX, kola, aiokdb vs pickle and a raw socket")
+        return 0
+    if args.workload and "ipc" in args.workload:  # connections: a benchmark of its own (_bench/ipc.py)
+        from . import ipc
+
+        progress = Progress(enabled=not args.no_progress)
+        results = ipc.run(scale=0.1 if args.quick else 1.0, budget_s=2.0 if args.quick else 8.0,
+                          progress=lambda m: progress.update(m, stage=True))
+        progress.done()
+        print(ipc.format_results(results))
         return 0
     if args.plot and (reason := report.check_matplotlib()):
         return _fail(f"--plot needs matplotlib, which is not importable ({reason}); pip install matplotlib", 1)
