@@ -477,7 +477,7 @@ def decode_series(meta):
     values = values_from(meta["data"], len(index))
     if isinstance(values, np.ndarray):
         values = _writable(values)
-    return pd.Series(values, index=index, name=_label(meta["name"]), copy=False)
+    return pd.Series(values, index=index, name=_label(meta["name"]), dtype=values.dtype, copy=False)
 
 
 def decode_scalar(desc):

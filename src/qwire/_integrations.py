@@ -23,11 +23,22 @@ LIBRARIES = frozenset({"pandas", "pyarrow", "polars"})
 class Record:
     """An extension record to write: the code and the payload (an ordinary value)."""
 
-    __slots__ = ("code", "payload")
+    __slots__ = ("code", "payload", "kept")
 
-    def __init__(self, code: int, payload: Any) -> None:
+    def __init__(self, code: int, payload: Any, kept: bool = False) -> None:
         self.code = code
         self.payload = payload
+        self.kept = kept
+
+    def handler_answer(self) -> tuple[Any, Any]:
+        """What the extension handler's encode returns for this record. The payload is made while
+        the message is written, so it must live until the message is done (with refs=True the
+        encoder remembers objects by address, and a freed payload's address can be reused by the
+        next one): the first answer is (None, a kept copy), which the core keeps for the message
+        and asks about again; the kept copy answers (code, payload)."""
+        if self.kept:
+            return self.code, self.payload
+        return None, Record(self.code, self.payload, True)
 
 
 def _codes():

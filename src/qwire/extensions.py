@@ -545,7 +545,7 @@ class Extensions:
     def encode(self, obj):
         t = type(obj)
         if t is _IntegrationRecord:  # what qwire/_integrations.py made of a pandas/pyarrow/polars object
-            return obj.code, obj.payload
+            return obj.handler_answer()
         enc = _ENCODERS.get(t)
         if enc is not None:
             return None if self.q_compatible else enc(obj)

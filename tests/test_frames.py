@@ -1,0 +1,304 @@
+"""pandas objects round-trip exactly in the default profile (DataFrame, Series, Index, pandas
+scalars: values, dtypes, index, column labels and their types, names, order), whatever cannot be
+carried is refused with EncodeError naming the column and dtype, and malformed records give
+DecodeError (docs/TABLES.md)."""
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from hypothesis.extra import pandas as hpd
+
+import qwire
+from frame_checks import assert_same_frame, assert_same_index, assert_same_series
+from qwire._integrations import Record
+from qwire.extensions import Code
+
+
+def roundtrip(x, **kw):
+    return qwire.loads(qwire.dumps(x, **kw))
+
+
+# ---- generated frames ------------------------------------------------------------------------------
+
+NUMPY_DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
+                "float32", "float64", "complex64", "complex128", "datetime64[ns]", "datetime64[us]", "datetime64[s]",
+                "timedelta64[ns]", "timedelta64[ms]", "U3", "S3"]
+TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\0"), max_size=4)
+LABELS = st.one_of(TEXT, st.integers(-5, 5), st.floats(allow_nan=False), st.none(), st.tuples(TEXT, st.integers(0, 3)),
+                   st.booleans())
+OBJECT_CELLS = st.one_of(TEXT, st.none(), st.just(float("nan")), st.binary(max_size=3), st.integers(-(2**70), 2**70),
+                         st.floats(), st.just(pd.NA), st.just(pd.NaT))
+ZONES = st.sampled_from([dt.timezone.utc, zoneinfo.ZoneInfo("Europe/Paris"), zoneinfo.ZoneInfo("America/New_York"),
+                         dt.timezone(dt.timedelta(hours=5, minutes=30)), "UTC", "Asia/Tokyo"])
+
+
+def _extension_column(kind, n, draw):
+    opt_ints = st.lists(st.one_of(st.none(), st.integers(-100, 100)), min_size=n, max_size=n)
+    if kind in ("Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64"):
+        values = [None if v is None else abs(v) if kind.startswith("U") else v for v in draw(opt_ints)]
+        return pd.array(values, dtype=kind)
+    if kind in ("Float32", "Float64"):
+        return pd.array(draw(st.lists(st.one_of(st.none(), st.floats(width=32)), min_size=n, max_size=n)), dtype=kind)
+    if kind == "boolean":
+        return pd.array(draw(st.lists(st.one_of(st.none(), st.booleans()), min_size=n, max_size=n)), dtype=kind)
+    texts = draw(st.lists(st.one_of(st.none(), TEXT), min_size=n, max_size=n))
+    if kind == "str":
+        return pd.array(texts, dtype="str")
+    if kind == "string":
+        return pd.array(texts, dtype="string")
+    if kind == "string[python]":
+        return pd.array(texts, dtype=pd.StringDtype("python"))
+    if kind == "category":
+        cats = sorted({t for t in texts if t is not None} | set(draw(st.lists(TEXT, max_size=2))))
+        return pd.Categorical(texts, categories=cats, ordered=draw(st.booleans()))
+    if kind == "category[int]":
+        return pd.Categorical(draw(opt_ints), ordered=draw(st.booleans()))
+    if kind == "tz":
+        ns = draw(st.lists(st.one_of(st.none(), st.integers(-(2**62), 2**62)), min_size=n, max_size=n))
+        unit = draw(st.sampled_from(["s", "ms", "us", "ns"]))
+        naive = pd.array([None if v is None else np.datetime64(v, "ns") for v in ns], dtype="datetime64[ns]")
+        return pd.Series(naive).dt.as_unit(unit).dt.tz_localize("UTC").dt.tz_convert(draw(ZONES)).array
+    if kind == "period":
+        return pd.arrays.PeriodArray(np.array(draw(st.lists(st.integers(0, 10**4), min_size=n, max_size=n)), dtype=np.int64),
+                                     dtype=pd.PeriodDtype(draw(st.sampled_from(["D", "M", "Y", "h", "Q-DEC"]))))
+    if kind == "interval":
+        left = draw(st.lists(st.integers(-50, 50), min_size=n, max_size=n))
+        return pd.arrays.IntervalArray.from_arrays(left, [v + 1 for v in left], closed=draw(st.sampled_from(["left", "right", "both", "neither"])))
+    if kind == "object":
+        out = np.empty(n, dtype=object)
+        out[:] = draw(st.lists(OBJECT_CELLS, min_size=n, max_size=n))
+        return out
+    raise AssertionError(kind)
+
+
+EXTENSION_KINDS = ["Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Float32", "Float64",
+                   "boolean", "str", "string", "string[python]", "category", "category[int]", "tz", "period", "interval",
+                   "object"]
+
+
+@st.composite
+def indexes(draw, n):
+    name = draw(st.one_of(st.none(), TEXT, st.integers(0, 3)))
+    kind = draw(st.sampled_from(["range", "range-stepped", "int", "str", "datetime", "multi", "object"]))
+    if kind == "range":
+        return pd.RangeIndex(n, name=name)
+    if kind == "range-stepped":
+        start, step = draw(st.integers(-10, 10)), draw(st.sampled_from([-3, -1, 2, 5]))
+        return pd.RangeIndex(start, start + step * n, step, name=name)
+    if kind == "int":
+        return draw(hpd.indexes(dtype=draw(st.sampled_from(["int64", "uint16", "float64"])), min_size=n, max_size=n)).rename(name)
+    if kind == "str":
+        return pd.Index(draw(st.lists(TEXT, min_size=n, max_size=n)), name=name)
+    if kind == "object":
+        return pd.Index(draw(st.lists(st.one_of(TEXT, st.integers(), st.none()), min_size=n, max_size=n)), dtype=object, name=name)
+    if kind == "datetime":
+        start = pd.Timestamp("2024-01-01", tz=draw(st.sampled_from([None, "UTC", "Europe/Paris"])))
+        freq = draw(st.sampled_from(["D", "h", "min"]))
+        return pd.date_range(start, periods=n, freq=freq, name=name, unit=draw(st.sampled_from(["s", "us", "ns"])))
+    a = draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))
+    b = draw(st.lists(TEXT, min_size=n, max_size=n))
+    return pd.MultiIndex.from_arrays([a, b], names=[name, draw(st.one_of(st.none(), TEXT))])
+
+
+@st.composite
+def frames(draw, max_rows=6):
+    n = draw(st.integers(0, max_rows))
+    ncols = draw(st.integers(0, 6))
+    labels = draw(st.lists(LABELS, min_size=ncols, max_size=ncols))
+    cols = {}
+    data = []
+    for i in range(ncols):
+        if draw(st.booleans()):
+            dtype = np.dtype(draw(st.sampled_from(NUMPY_DTYPES)))
+            data.append(draw(hnp.arrays(dtype, n)))
+        else:
+            data.append(_extension_column(draw(st.sampled_from(EXTENSION_KINDS)), n, draw))
+    index = draw(indexes(n))
+    df = pd.DataFrame(dict(enumerate(data)), index=index) if ncols else pd.DataFrame(index=index)
+    if ncols and draw(st.booleans()) and len(set(map(type, labels))) == 1:
+        df.columns = pd.MultiIndex.from_arrays([[str(x) for x in labels], list(range(ncols))], names=["a", None])
+    else:
+        df.columns = pd.Index(labels, dtype=object) if ncols else df.columns
+    del cols
+    return df
+
+
+@settings(max_examples=300, deadline=None)
+@given(df=frames())
+def test_generated_frames_round_trip_exactly(df):
+    assert_same_frame(roundtrip(df), df)
+
+
+@settings(max_examples=150, deadline=None)
+@given(df=hpd.data_frames(columns=hpd.columns(["a", "b", 3], dtype=float), index=hpd.range_indexes(max_size=8)))
+def test_hypothesis_pandas_frames_round_trip_exactly(df):
+    assert_same_frame(roundtrip(df), df)
+
+
+@settings(max_examples=150, deadline=None)
+@given(s=hpd.series(elements=OBJECT_CELLS, dtype=object, index=hpd.range_indexes(max_size=6)), name=LABELS)
+def test_object_series_keep_every_cell_type(s, name):
+    s.name = name
+    assert_same_series(roundtrip(s), s)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), kind=st.sampled_from(EXTENSION_KINDS))
+def test_extension_series_round_trip_exactly(data, kind):
+    n = data.draw(st.integers(0, 6))
+    s = pd.Series(_extension_column(kind, n, data.draw), index=data.draw(indexes(n)), name=data.draw(LABELS))
+    assert_same_series(roundtrip(s), s)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_indexes_round_trip_exactly(data):
+    index = data.draw(indexes(data.draw(st.integers(0, 6))))
+    assert_same_index(roundtrip(index), index)
+
+
+# ---- named cases -----------------------------------------------------------------------------------
+
+def test_every_numpy_dtype_in_one_frame():
+    """One column per NumPy dtype pandas holds: each comes back with its dtype and values."""
+    n = 4
+    cols = {str(d): np.arange(n).astype(d) if d[0] not in "US" else np.array(["a", "bb", "", "c"], dtype=d)
+            for d in NUMPY_DTYPES}
+    cols["datetime64[ns] NaT"] = np.array(["2024-01-01", "NaT", "1677-09-22", "2262-04-11"], dtype="datetime64[ns]")
+    df = pd.DataFrame(cols)
+    assert_same_frame(roundtrip(df), df)
+
+
+def test_the_first_users_frame_comes_back_unchanged():
+    """The issue's report: None in a str column, a Categorical, integer and MultiIndex column labels, an
+    unnamed index."""
+    df = pd.DataFrame({0: pd.Series(["a", None], dtype=object, index=[10, 20]), 1: pd.Categorical(["x", "y"])},
+                      index=[10, 20])
+    back = roundtrip(df)
+    assert_same_frame(back, df)
+    assert back.iloc[1, 0] is None and back.columns.tolist() == [0, 1] and back.index.tolist() == [10, 20]
+    multi = pd.DataFrame([[1, 2]], columns=pd.MultiIndex.from_tuples([("a", "x"), ("a", "y")]))
+    assert roundtrip(multi).columns.tolist() == [("a", "x"), ("a", "y")]
+
+
+def test_pandas_scalars_round_trip_exactly():
+    paris = zoneinfo.ZoneInfo("Europe/Paris")
+    for x in [pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-10-27 00:30", tz="UTC").tz_convert(paris),
+              pd.Timestamp("2024-01-01 00:00:00.000000001"), pd.Timestamp("1500-01-01").as_unit("s"),
+              pd.Timestamp("2024-01-01", tz=dt.timezone(dt.timedelta(hours=-3))), pd.Timedelta(1, "ns"),
+              pd.Timedelta(days=3).as_unit("s"), pd.Period("2024Q1", freq="Q"), pd.Interval(0.5, 1.5, closed="both")]:
+        y = roundtrip(x)
+        assert type(y) is type(x) and y == x and str(y) == str(x)
+        assert getattr(y, "unit", None) == getattr(x, "unit", None) and getattr(y, "tz", None) == getattr(x, "tz", None)
+    assert roundtrip(pd.NaT) is pd.NaT and roundtrip(pd.NA) is pd.NA
+    assert roundtrip([pd.NA, pd.NaT, None]) == [pd.NA, pd.NaT, None]
+
+
+def test_decoded_frames_are_writable_and_own_their_data():
+    df = pd.DataFrame({"a": np.arange(5.0), "b": np.arange(5), "c": pd.array([1, None, 3, 4, 5], dtype="Int64"),
+                       "d": pd.Categorical(list("xyxyx"))})
+    m = qwire.dumps(df)
+    back = qwire.loads(m)
+    back.iloc[0, 0] = 9.0
+    back.iloc[0, 1] = 9
+    back.iloc[1, 2] = 7
+    back.iloc[0, 3] = "y"
+    assert back.iloc[0, 0] == 9.0 and back.iloc[1, 2] == 7 and back.iloc[0, 3] == "y"
+    assert_same_frame(qwire.loads(m), df)
+    s = qwire.loads(qwire.dumps(df["a"]))
+    s.iloc[0] = 5.0
+    assert s.iloc[0] == 5.0
+
+
+def test_frames_inside_other_values_and_with_refs():
+    df = pd.DataFrame({"a": [1, 2]})
+    back = roundtrip({"x": [df, (df["a"], pd.NA)]})
+    assert_same_frame(back["x"][0], df)
+    assert_same_series(back["x"][1][0], df["a"]) and back["x"][1][1] is pd.NA
+    shared = roundtrip([df, df], refs=True)
+    assert_same_frame(shared[0], df) and shared[0] is shared[1]
+
+
+# ---- refused ---------------------------------------------------------------------------------------
+
+class OddZone(dt.tzinfo):
+    def utcoffset(self, d):
+        return dt.timedelta(hours=1)
+
+    def dst(self, d):
+        return dt.timedelta(0)
+
+
+REFUSED = [
+    ("sparse", pd.arrays.SparseArray([0, 1, 0]), "Sparse"),
+    ("an Arrow list dtype", pd.array([[1], [2], None], dtype=pd.ArrowDtype(__import__("pyarrow").list_(__import__("pyarrow").int64()))), "list"),
+    ("an unknown tzinfo", pd.Series(pd.date_range("2024", periods=3)).dt.tz_localize(OddZone()).array, "OddZone"),
+]
+
+
+@pytest.mark.parametrize("what, values, dtype_text", REFUSED, ids=[r[0] for r in REFUSED])
+def test_what_cannot_be_carried_is_refused_naming_column_and_dtype(what, values, dtype_text):
+    df = pd.DataFrame({"ok": [1, 2, 3], "bad col": values})
+    with pytest.raises(qwire.EncodeError) as info:
+        qwire.dumps(df)
+    assert "'bad col'" in str(info.value) and dtype_text in str(info.value)
+
+
+# ---- malformed records -----------------------------------------------------------------------------
+
+def _good_frame_payload():
+    from qwire import _frames
+
+    df = pd.DataFrame({"a": pd.array([1, None], dtype="Int64"), "b": pd.Categorical(["x", "y"]),
+                       "c": pd.array(["p", None], dtype="str")}, index=pd.Index([5, 6], name="k"))
+    return _frames.encode_frame(df)
+
+
+def _mutations():
+    return [
+        ("version", lambda p: p.update(v=2)),
+        ("extra field", lambda p: p.update(extra=1)),
+        ("rows", lambda p: p.update(rows=3)),
+        ("negative rows", lambda p: p.update(rows=-1)),
+        ("index kind", lambda p: p["index"].__setitem__(0, "eval")),
+        ("column kind", lambda p: p["data"][0].__setitem__(0, "pickle")),
+        ("mask length", lambda p: p["data"][0].__setitem__(3, np.zeros(5, dtype=bool))),
+        ("masked dtype name", lambda p: p["data"][0].__setitem__(1, "os.system")),
+        ("categorical code", lambda p: p["data"][1].__setitem__(1, np.array([0, 7], dtype=np.int8))),
+        ("categorical ordered", lambda p: p["data"][1].__setitem__(3, "yes")),
+        ("string offsets", lambda p: p["data"][2].__setitem__(2, np.array([0, 99, 1], dtype=np.int64))),
+        ("string utf-8", lambda p: p["data"][2].__setitem__(3, np.frombuffer(b"\xff", dtype=np.uint8))),
+        ("too few columns", lambda p: p["data"].pop()),
+        ("column labels", lambda p: p.update(columns=["range", None, 0, 10, 1])),
+        ("range step", lambda p: p.update(index=["range", None, 0, 2, 0])),
+    ]
+
+
+@pytest.mark.parametrize("what, mutate", _mutations(), ids=[m[0] for m in _mutations()])
+def test_malformed_frame_records_raise_decode_error(what, mutate):
+    payload = _good_frame_payload()
+    mutate(payload)
+    message = qwire.dumps(Record(Code.PANDAS_FRAME, payload))
+    with pytest.raises(qwire.DecodeError):
+        qwire.loads(message)
+
+
+@settings(max_examples=200, deadline=None)
+@given(payload=st.recursive(st.one_of(st.none(), st.integers(-3, 3), TEXT, st.booleans(),
+                                      st.builds(lambda k: np.arange(k, dtype=np.int8), st.integers(0, 3))),
+                            lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.sampled_from(
+                                ["v", "rows", "index", "columns", "data", "name"]), inner, max_size=6), max_leaves=20),
+       code=st.sampled_from([Code.PANDAS_FRAME, Code.PANDAS_SERIES, Code.PANDAS_INDEX, Code.PANDAS_SCALAR]))
+def test_arbitrary_payloads_decode_or_raise_decode_error(payload, code):
+    message = qwire.dumps(Record(code, payload))
+    try:
+        qwire.loads(message)
+    except qwire.DecodeError:
+        pass
