@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 
 from .errors import EncodeError
-from .values import Dict, KeyedTable, Table, Vector, _SymbolSource
+from .values import Dict, KeyedTable, Table, UnaryPrimitive, Vector, _SymbolSource
+
+_GENERIC_NULL = UnaryPrimitive(0)
 
 __all__ = ["q_value", "table_from_pandas", "table_to_pandas", "keyed_table_to_pandas", "q_column"]
 
@@ -199,7 +201,7 @@ def q_value(obj: Any) -> Any:
     if obj is pd.NaT:
         return np.datetime64("NaT", "ns")
     if obj is pd.NA:
-        return None
+        return _GENERIC_NULL  # q's (::), what None is written as (None here would mean "refused")
     if isinstance(obj, pd.Timestamp):
         if obj.tzinfo is not None:
             obj = obj.tz_convert("UTC").tz_localize(None)
