@@ -39,7 +39,8 @@ def convert(obj: Any, q_compatible: bool) -> Any:
     elif isinstance(obj, pl.Series):
         if q_compatible:
             return _arrow.q_vector(_to_arrow(obj), f"Series {obj.name!r:.60}")
-        kind, payload = "series", _arrow.encode(_to_arrow(obj))
+        # As a one-column frame: polars keeps dtypes Arrow lacks (Enum) in the field's metadata.
+        kind, payload = "series", _arrow.encode(_to_arrow(obj.to_frame()))
         payload = {"v": FORMAT, "kind": kind, "name": obj.name, "arrow": payload}
         from ._integrations import Record
         from .extensions import Code
@@ -73,9 +74,9 @@ def decode(payload: Any) -> Any:
         return pl.from_arrow(data, rechunk=False)
     if kind == "series":
         name = payload["name"]
-        if type(name) is not str:
-            raise _bad("a Series name must be a symbol")
-        return pl.Series(name, data)
+        if type(name) is not str or data.num_columns != 1:
+            raise _bad("a Series is a named one-column frame")
+        return pl.from_arrow(data, rechunk=False).to_series().alias(name)
     raise _bad(f"unknown kind {str(kind)[:20]!r}")
 
 
