@@ -170,7 +170,9 @@ def test_bench_lists_the_workloads():
     result = run_cli("bench", "--list")
     assert result.returncode == 0
     names = [line.split()[0] for line in result.stdout.decode().splitlines()]
-    assert names == ["big-array", "small-array", "small-dict", "small-list", "table", "strings", "ints", "records"]
+    assert names == ["big-array", "small-array", "small-dict", "small-list", "table", "strings", "ints", "records",
+                     "frame-100k", "frame-1m", "arrow-1m", "polars-1m", "col-numeric", "col-object-str", "col-str",
+                     "col-categorical", "col-high-card-str", "col-datetime"]
 
 
 def test_bench_rejects_unknown_names():
@@ -178,7 +180,8 @@ def test_bench_rejects_unknown_names():
     assert result.returncode == 2
     assert result.stderr.decode() == (
         "qwire bench: unknown workload no-such-thing; choose from "
-        "big-array, small-array, small-dict, small-list, table, strings, ints, records\n"
+        "big-array, small-array, small-dict, small-list, table, strings, ints, records, frame-100k, frame-1m, "
+        "arrow-1m, polars-1m, col-numeric, col-object-str, col-str, col-categorical, col-high-card-str, col-datetime\n"
     )
     assert run_cli("bench", "--peers", "cobol").returncode == 2
 

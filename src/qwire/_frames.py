@@ -320,8 +320,7 @@ def values_from(desc, n=None):
         na = _na_value(desc[2])
         if desc[1] != "python":
             raise _bad(f"string storage {desc[1]!r:.20}")
-        dtype = pd.StringDtype("python", na_value=na)
-        out = pd.array(texts, dtype=dtype)
+        out = pd.array(texts, dtype=_string_dtype("python", na))
         if desc[4] is not None:
             mask = _arr(desc[4], "string mask", "b")
             if mask.shape != texts.shape:
@@ -374,8 +373,8 @@ def _arrow_strings(desc, n):
     count = off.size - 1
     if valid is not None and valid.size != count:
         raise _bad("string validity length")
-    if count and (off[0] < 0 or off[-1] > body.size or np.any(np.diff(off) < 0)):
-        raise _bad("string offsets out of order or past the data")
+    if count and (off[0] < 0 or off[-1] > body.size):
+        raise _bad("string offsets past the data")
     try:
         import pyarrow as pa
     except ImportError:
@@ -383,7 +382,7 @@ def _arrow_strings(desc, n):
         texts = np.empty(count, dtype=object)
         raw = body.tobytes()
         texts[:] = [raw[a:b].decode("utf-8", "surrogateescape") for a, b in zip(off[:-1].tolist(), off[1:].tolist())]
-        out = pd.array(texts, dtype=pd.StringDtype("python", na_value=na))
+        out = pd.array(texts, dtype=_string_dtype("python", na))
         if valid is not None:
             out[~valid] = na
         return out
@@ -391,9 +390,16 @@ def _arrow_strings(desc, n):
     null_count = 0 if valid is None else int(count - np.count_nonzero(valid))
     arr = pa.Array.from_buffers(pa.large_string(), count, [validity, pa.py_buffer(off), pa.py_buffer(body)],
                                 null_count=null_count)
-    arr.validate(full=True)  # UTF-8 and offsets: a hostile message must not make an invalid array
-    dtype = pd.StringDtype("pyarrow", na_value=na)
-    return pd.array(arr, dtype=dtype) if na is not pd.NA else pd.arrays.ArrowStringArray(pa.chunked_array([arr]))
+    arr.validate(full=True)  # offsets in order and in bounds, UTF-8: nothing reads outside the data
+    # Over the message's bytes, without a copy: Arrow arrays are immutable, pandas copies on write.
+    return pd.arrays.ArrowStringArray(pa.chunked_array([arr]), dtype=_string_dtype("pyarrow", na))
+
+
+def _string_dtype(storage, na):
+    pd = _pd()
+    if na is pd.NA:
+        return pd.StringDtype(storage)   # also pandas < 2.3, which has no na_value parameter
+    return pd.StringDtype(storage, na_value=na)
 
 
 def index_from(desc):
@@ -442,10 +448,22 @@ def _check_v(meta, keys):
         raise _bad("unknown layout (version or fields)")
 
 
-def decode_frame(meta):
-    pd = _pd()
-    from pandas.api.internals import create_dataframe_from_blocks
+def _from_blocks(blocks, index, columns):
+    try:
+        from pandas.api.internals import create_dataframe_from_blocks
+    except ImportError:  # pandas < 3: the columns one by one (pandas consolidates them)
+        pd = _pd()
+        arrays = {}
+        for values, where in blocks:
+            for j, i in enumerate(where.tolist()):
+                arrays[i] = values[j] if isinstance(values, np.ndarray) else values
+        df = pd.DataFrame({i: arrays[i] for i in range(len(columns))}, index=index, copy=False)
+        df.columns = columns
+        return df
+    return create_dataframe_from_blocks(blocks, index=index, columns=columns)
 
+
+def decode_frame(meta):
     _check_v(meta, {"v", "columns", "index", "rows", "data"})
     n = _int(meta["rows"], "rows")
     index = index_from(meta["index"])
@@ -457,17 +475,22 @@ def decode_frame(meta):
     blocks = []
     for i, desc in enumerate(data):
         values = values_from(desc, n)
-        if isinstance(values, np.ndarray):
+        if isinstance(values, np.ndarray) and not values.flags.writeable:
             groups.setdefault(values.dtype, []).append((i, values))
+        elif isinstance(values, np.ndarray):
+            # Writable already (made while decoding, or a view of a writable out-of-band buffer, as
+            # pickle's buffers= gives): a block of its own, without a copy.
+            blocks.append((values.reshape(1, n), np.array([i], dtype=np.intp)))
         else:
             blocks.append((values, np.array([i], dtype=np.intp)))
     for dtype, cols in groups.items():
-        # One 2-D block per dtype, as pandas consolidates: one copy, which also makes it writable.
+        # Read-only views of the message: one 2-D block per dtype, as pandas consolidates, in one
+        # copy, which also makes them writable (pandas writes into its blocks).
         block = np.empty((len(cols), n), dtype=dtype)
         for j, (_, values) in enumerate(cols):
             block[j] = values
         blocks.append((block, np.array([i for i, _ in cols], dtype=np.intp)))
-    return create_dataframe_from_blocks(blocks, index=index, columns=columns)
+    return _from_blocks(blocks, index, columns)
 
 
 def decode_series(meta):
