@@ -16,6 +16,7 @@ malformed payload raises DecodeError and never reaches pandas' unchecked paths.
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from typing import Any
 
 import numpy as np
@@ -154,7 +155,11 @@ def values_desc(values, where):
         if dtype.kind not in _NUMPY_KINDS:
             raise _refuse(where, dtype, "structured and void dtypes have no qwire layout")
         arr = np.asarray(values)
-        return ["np", arr if arr.ndim == 1 else arr.reshape(-1)]
+        if dtype.kind in "mM":
+            # The raw int64s (a view, referenced by dumps): a q timestamp would shift every value
+            # to q's epoch and back, and this record is read only by qwire anyway.
+            return ["np_i8", dtype.str, arr.view(np.int64)]
+        return ["np", arr]
     if isinstance(dtype, pd.CategoricalDtype):
         codes = np.asarray(values.codes)
         return ["cat", codes, index_desc(dtype.categories, where + " categories"), bool(dtype.ordered)]
@@ -280,6 +285,7 @@ def _writable(arr):
 
 
 _UNITS = frozenset({"s", "ms", "us", "ns"})
+_TEMPORAL_DTYPE = re.compile(r"[<>][mM]8\[(Y|M|W|D|h|m|s|ms|us|ns|ps|fs|as)\]|[<>][mM]8")
 
 
 def _unit(u):
@@ -299,6 +305,13 @@ def values_from(desc, n=None):
         out = _arr(desc[1], "column data")
         if out.dtype.kind not in _NUMPY_KINDS:
             raise _bad(f"column dtype {out.dtype}")
+    elif kind == "np_i8" and len(desc) == 3:
+        if type(desc[1]) is not str or not _TEMPORAL_DTYPE.fullmatch(desc[1]):
+            raise _bad(f"temporal dtype {str(desc[1])[:20]!r}")
+        out = _arr(desc[2], "temporal data", "i")
+        if out.dtype != np.int64:
+            raise _bad("temporal data must be longs")
+        out = out.view(np.dtype(desc[1]))
     elif kind == "cat" and len(desc) == 4:
         codes = _arr(desc[1], "categorical codes", "i")
         cats = index_from(desc[2])
@@ -390,7 +403,9 @@ def _arrow_strings(desc, n):
     null_count = 0 if valid is None else int(count - np.count_nonzero(valid))
     arr = pa.Array.from_buffers(pa.large_string(), count, [validity, pa.py_buffer(off), pa.py_buffer(body)],
                                 null_count=null_count)
-    arr.validate(full=True)  # offsets in order and in bounds, UTF-8: nothing reads outside the data
+    from ._arrow import check_strings
+
+    check_strings(arr)  # offsets in order and in bounds, UTF-8: nothing reads outside the data
     # Over the message's bytes, without a copy: Arrow arrays are immutable, pandas copies on write.
     return pd.arrays.ArrowStringArray(pa.chunked_array([arr]), dtype=_string_dtype("pyarrow", na))
 
