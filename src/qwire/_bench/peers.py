@@ -100,7 +100,8 @@ def _checked(library: str, obj, encode, decode, note="", size=len) -> Contender:
 QWIRE_NOTE = (
     "ser = dumps(x), a Message: large arrays are referenced, not copied (scatter-gather segments, "
     "sent by m.write_to); de = loads(bytes): numeric vectors come back as read-only views into the "
-    "input (zero-copy), a table as qwire.Table (NumPy columns)"
+    "input (zero-copy), a q table as qwire.Table (NumPy columns); a pandas, pyarrow or polars table comes "
+    "back as itself (docs/TABLES.md)"
 )
 QWIRE_COPY_NOTE = "ser = dumps(x).copy(): one contiguous bytes object, as pickle in-band gives"
 QWIRE_COMPRESSED_NOTE = (
