@@ -112,7 +112,6 @@ def frames(draw, max_rows=6):
     n = draw(st.integers(0, max_rows))
     ncols = draw(st.integers(0, 6))
     labels = draw(st.lists(LABELS, min_size=ncols, max_size=ncols))
-    cols = {}
     data = []
     for i in range(ncols):
         if draw(st.booleans()):
@@ -126,7 +125,6 @@ def frames(draw, max_rows=6):
         df.columns = pd.MultiIndex.from_arrays([[str(x) for x in labels], list(range(ncols))], names=["a", None])
     else:
         df.columns = pd.Index(labels, dtype=object) if ncols else df.columns
-    del cols
     return df
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import DecodeError
+from .errors import DecodeError, EncodeError
 from .values import Table
 
 __all__ = ["convert", "decode", "table_from_polars", "table_to_polars"]
@@ -24,6 +24,11 @@ def _pl():
 
 def _to_arrow(obj):
     pl = _pl()
+    schema = obj.schema if isinstance(obj, pl.DataFrame) else {obj.name: obj.dtype}
+    for name, dtype in schema.items():
+        if dtype == pl.Object:  # Python objects: polars has no Arrow form for them
+            raise EncodeError(f"column {name!r} (dtype {dtype}) cannot be carried: polars Object columns have no "
+                              "Arrow layout; convert the column first", type(obj))
     # The oldest compatibility level: plain (large_)string buffers rather than string views.
     return obj.to_arrow(compat_level=pl.CompatLevel.oldest())
 

@@ -278,7 +278,7 @@ class Table:
 
     @classmethod
     def from_pandas(cls, df: pd.DataFrame) -> Table | KeyedTable:
-        """The q table for a pandas DataFrame, as `dumps(df)` writes it."""
+        """The q table (or keyed table) for a pandas DataFrame, as `dumps(df, q_compatible=True)` writes it."""
         from ._pandas import table_from_pandas
 
         return table_from_pandas(df)
