@@ -199,3 +199,31 @@ def test_polars_object_columns_are_refused_naming_the_column():
     df = pl.DataFrame({"ok": [1, 2], "obj": pl.Series([object(), object()], dtype=pl.Object)})
     with pytest.raises(qwire.EncodeError, match="column 'obj' \\(dtype Object\\)"):
         qwire.dumps(df)
+
+
+def _big_string_payload(texts):
+    from qwire import _arrow
+
+    return _arrow.encode(pa.table({"s": pa.array(texts, pa.large_string())}))
+
+
+def test_large_string_columns_are_checked_in_full():
+    """Above 4096 strings the check runs in NumPy (offsets) and Arrow's UTF-8 check only for
+    non-ASCII data: valid non-ASCII data decodes, bad offsets and bad UTF-8 are DecodeError."""
+    texts = [f"v{i % 97}é" if i % 5 == 0 else f"v{i}" for i in range(10_000)]
+    assert roundtrip(pa.table({"s": texts})).column("s").to_pylist() == texts
+    for what in ("offsets go back", "offsets past the data", "bad utf-8", "bad utf-8 in ascii"):
+        payload = _big_string_payload(texts if what != "bad utf-8 in ascii" else [f"v{i}" for i in range(10_000)])
+        tree = payload["columns"][0][0]
+        offsets = tree[4][1].view(np.int64).copy()
+        data = tree[4][2].copy()
+        if what == "offsets go back":
+            offsets[5000] = offsets[4990]
+        elif what == "offsets past the data":
+            offsets[-1] = data.size + 10
+        else:
+            data[offsets[3000]] = 0xFF
+        tree[4][1] = offsets.view(np.uint8)
+        tree[4][2] = data
+        with pytest.raises(qwire.DecodeError):
+            qwire.loads(qwire.dumps(Record(Code.ARROW, payload)))

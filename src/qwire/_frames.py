@@ -319,7 +319,8 @@ def values_from(desc, n=None):
             raise _bad("ordered must be a boolean")
         if codes.size and (codes.min() < -1 or codes.max() >= len(cats)):
             raise _bad("categorical code out of range")
-        out = pd.Categorical.from_codes(_writable(codes), dtype=pd.CategoricalDtype(cats, ordered=desc[3]))
+        dtype = pd.CategoricalDtype(cats, ordered=desc[3])
+        out = pd.Categorical.from_codes(_writable(codes), dtype=dtype, validate=False)  # range checked above
     elif kind == "dttz" and len(desc) == 4:
         i8 = _arr(desc[1], "timestamps", "i")
         unit = _unit(desc[2])
