@@ -121,6 +121,9 @@ def _verdict(ok):
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     medians = config.stash.get(MEDIANS, {})
     if not medians:
+        if config.stash.get(PEAKS, {}):
+            terminalreporter.section("qwire table targets")
+            _table_targets(terminalreporter.write_line, medians, config.stash[PEAKS])
         return
     write = terminalreporter.write_line
     terminalreporter.section("qwire / pickle-5: median time ratios (lower is better)")
