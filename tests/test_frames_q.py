@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import qwire
 from qwire import KeyedTable, Table
+from frame_strategies import EXTENSION_KINDS, _extension_column, frames, indexes
 from strategies import assert_same
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -120,3 +121,32 @@ def test_what_q_cannot_read_is_refused_with_encode_error(what):
     df, text = REFUSED_Q[what]
     with pytest.raises(qwire.EncodeError, match=text):
         qwire.dumps(df, q_compatible=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_generated_frames_convert_or_raise_encode_error(data):
+    """Every generated frame (every dtype, index and label kind of tests/test_frames.py) either
+    becomes a q table that decodes, or is refused with EncodeError: never another exception (the
+    class of issue 11 item 9: plain TypeErrors from tz-aware and nullable columns)."""
+    df = data.draw(frames())
+    try:
+        m = qwire.dumps(df, q_compatible=True)
+    except qwire.EncodeError:
+        return
+    assert type(qwire.loads(m)) in (Table, KeyedTable)
+    assert bytes(m)[8] != 0x70      # no extension record: plain q
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), kind=st.sampled_from(EXTENSION_KINDS))
+def test_generated_series_and_indexes_convert_or_raise_encode_error(data, kind):
+    n = data.draw(st.integers(0, 5))
+    s = pd.Series(_extension_column(kind, n, data.draw), index=data.draw(indexes(n)))
+    for x in (s, s.index, pd.Index(s.array) if n else s.index):
+        try:
+            m = qwire.dumps(x, q_compatible=True)
+        except qwire.EncodeError:
+            continue
+        qwire.loads(m)
+        assert bytes(m)[8] != 0x70

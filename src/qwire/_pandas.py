@@ -168,6 +168,9 @@ def table_from_pandas(df: Any, _direct: bool = False) -> Table | KeyedTable:
     """The q table for a DataFrame (docs/TABLES.md): a keyed table when the index is anything but
     the default unnamed RangeIndex (its levels are the keys, an unnamed one called `index`)."""
     names = _names(df.columns, "DataFrame columns")
+    if not names and len(df):
+        raise EncodeError(f"a DataFrame of {len(df)} rows and no columns has no q table form (a q table's rows "
+                          "are its columns')", type(df))
     table = Table({name: q_column(_values(df.iloc[:, i]), _where(df.columns[i]), _direct)
                    for i, name in enumerate(names)})
     if _is_default_index(df.index):
