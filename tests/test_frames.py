@@ -200,3 +200,16 @@ def test_arbitrary_payloads_decode_or_raise_decode_error(payload, code):
         qwire.loads(message)
     except qwire.DecodeError:
         pass
+
+
+def test_attrs_and_flags_round_trip():
+    df = pd.DataFrame({"a": [1, 2]})
+    df.attrs = {"source": "feed", "version": (1, 2), "n": 3}
+    df = df.set_flags(allows_duplicate_labels=False)
+    back = roundtrip(df)
+    assert back.attrs == df.attrs and back.flags.allows_duplicate_labels is False
+    assert_same_frame(back, df)
+    s = df["a"].copy()
+    s.attrs = {"unit": "ms"}
+    assert roundtrip(s).attrs == {"unit": "ms"}
+    assert roundtrip(pd.DataFrame({"a": [1]})).attrs == {}

@@ -221,12 +221,36 @@ def encode_frame(df):
         col = df.iloc[:, i]
         data.append(values_desc(col.array if not isinstance(col.dtype, np.dtype) else col.to_numpy(), _where(columns[i])))
     return {"v": FORMAT, "columns": index_desc(columns, "column labels"), "index": index_desc(df.index),
-            "rows": len(df), "data": data}
+            "rows": len(df), "data": data, **_attrs_and_flags(df)}
 
 
 def encode_series(s):
     values = s.array if not isinstance(s.dtype, np.dtype) else s.to_numpy()
-    return {"v": FORMAT, "name": s.name, "index": index_desc(s.index), "data": values_desc(values, f"Series {s.name!r:.60}")}
+    return {"v": FORMAT, "name": s.name, "index": index_desc(s.index), "data": values_desc(values, f"Series {s.name!r:.60}"),
+            **_attrs_and_flags(s)}
+
+
+def _attrs_and_flags(obj):
+    """`attrs` (the user's own metadata dict, whose values qwire writes as it writes any value) and
+    `flags.allows_duplicate_labels`, only when they differ from pandas' defaults."""
+    out = {}
+    if obj.attrs:
+        out["attrs"] = dict(obj.attrs)
+    if not obj.flags.allows_duplicate_labels:
+        out["no_duplicates"] = True
+    return out
+
+
+def _set_attrs_and_flags(obj, meta):
+    if "attrs" in meta:
+        if type(meta["attrs"]) is not dict:
+            raise _bad("attrs must be a dictionary")
+        obj.attrs = meta["attrs"]
+    if "no_duplicates" in meta:
+        if meta["no_duplicates"] is not True:
+            raise _bad("no_duplicates must be true")
+        obj = obj.set_flags(allows_duplicate_labels=False)   # checks the labels are distinct
+    return obj
 
 
 def encode_scalar(obj):
@@ -460,7 +484,7 @@ def _label(v):
 
 
 def _check_v(meta, keys):
-    if type(meta) is not dict or meta.get("v") != FORMAT or set(meta) != keys:
+    if type(meta) is not dict or meta.get("v") != FORMAT or not keys <= set(meta) <= keys | {"attrs", "no_duplicates"}:
         raise _bad("unknown layout (version or fields)")
 
 
@@ -506,7 +530,7 @@ def decode_frame(meta):
         for j, (_, values) in enumerate(cols):
             block[j] = values
         blocks.append((block, np.array([i for i, _ in cols], dtype=np.intp)))
-    return _from_blocks(blocks, index, columns)
+    return _set_attrs_and_flags(_from_blocks(blocks, index, columns), meta)
 
 
 def decode_series(meta):
@@ -516,7 +540,7 @@ def decode_series(meta):
     values = values_from(meta["data"], len(index))
     if isinstance(values, np.ndarray):
         values = _writable(values)
-    return pd.Series(values, index=index, name=_label(meta["name"]), dtype=values.dtype, copy=False)
+    return _set_attrs_and_flags(pd.Series(values, index=index, name=_label(meta["name"]), dtype=values.dtype, copy=False), meta)
 
 
 def decode_scalar(desc):
