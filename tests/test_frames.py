@@ -95,6 +95,12 @@ def test_pandas_scalars_round_trip_exactly():
         y = roundtrip(x)
         assert type(y) is type(x) and y == x and str(y) == str(x)
         assert getattr(y, "unit", None) == getattr(x, "unit", None) and getattr(y, "tz", None) == getattr(x, "tz", None)
+    import dateutil.tz
+
+    for tz in (dateutil.tz.gettz("Europe/Paris"), dateutil.tz.tzutc()):
+        x = pd.Timestamp("2024-06-01 12:00", tz=tz)
+        y = roundtrip(x)
+        assert y == x and type(y.tzinfo) is type(x.tzinfo) and y.utcoffset() == x.utcoffset()
     assert roundtrip(pd.NaT) is pd.NaT and roundtrip(pd.NA) is pd.NA
     assert roundtrip([pd.NA, pd.NaT, None]) == [pd.NA, pd.NaT, None]
 
@@ -176,7 +182,28 @@ def _mutations():
         ("too few columns", lambda p: p["data"].pop()),
         ("column labels", lambda p: p.update(columns=["range", None, 0, 10, 1])),
         ("range step", lambda p: p.update(index=["range", None, 0, 2, 0])),
+        ("zone as a file path", lambda p: p["data"].__setitem__(0, ["dttz", np.zeros(2, np.int64), "ns", ["dateutil", "/etc/passwd"]])),
+        ("zone with ..", lambda p: p["data"].__setitem__(0, ["dttz", np.zeros(2, np.int64), "ns", ["zoneinfo", "../../etc/passwd"]])),
+        ("unknown zone", lambda p: p["data"].__setitem__(0, ["dttz", np.zeros(2, np.int64), "ns", ["pytz", "Mars/Olympus"]])),
     ]
+
+
+def test_deeply_nested_categories_decode_or_raise_decode_error():
+    """Categories of categories, as deep as the decoder's nesting limit allows: pandas takes them, and
+    decoding needs no deep recursion of its own beyond two frames a level."""
+    payload = _good_frame_payload()
+    payload["data"][1] = _deep_categories(120)
+    try:
+        qwire.loads(qwire.dumps(Record(Code.PANDAS_FRAME, payload)))
+    except qwire.DecodeError:
+        pass
+
+
+def _deep_categories(depth):
+    desc = ["np", np.array(["x"], dtype=object)]
+    for _ in range(depth):
+        desc = ["cat", np.array([0], dtype=np.int8), ["index", None, desc, None], False]
+    return ["cat", np.array([0, 0], dtype=np.int8), ["index", None, desc, None], False]
 
 
 @pytest.mark.parametrize("what, mutate", _mutations(), ids=[m[0] for m in _mutations()])

@@ -55,11 +55,27 @@ def _tz_desc(tz, where):
         if zone:
             return ["pytz", zone]
     if mod.startswith("dateutil"):
+        if type(tz).__name__ == "tzutc":
+            return ["dateutil-utc"]
+        # gettz("Europe/Paris") keeps the file it read: the zone's name is the path below zoneinfo/
         name = getattr(tz, "_filename", None)
         if isinstance(name, str) and name:
-            return ["dateutil", name]
+            name = name.rpartition("zoneinfo/")[2]
+            if _ZONE_NAME.fullmatch(name):
+                return ["dateutil", name]
     raise EncodeError(f"{where}: timezone {tz!r} ({type(tz).__qualname__}) cannot be carried exactly "
                       "(use a zoneinfo, pytz or datetime.timezone zone)", type(tz))
+
+
+# An IANA-style zone name: no absolute path, no "..": dateutil (and pytz) would read a file named so.
+_ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*")
+
+
+def _zone(v, what):
+    v = _str(v, what)
+    if len(v) > 64 or not _ZONE_NAME.fullmatch(v):
+        raise _bad(f"{what} {v[:40]!r} is not a zone name")
+    return v
 
 
 def _tz_from(desc):
@@ -74,19 +90,23 @@ def _tz_from(desc):
     if kind == "zoneinfo" and len(desc) == 2:
         import zoneinfo
 
-        return zoneinfo.ZoneInfo(_str(desc[1], "zone key"))
+        return zoneinfo.ZoneInfo(_zone(desc[1], "zone key"))
     if kind == "pytz" and len(desc) == 2:
         try:
             import pytz
         except ImportError:
             import zoneinfo
 
-            return zoneinfo.ZoneInfo(_str(desc[1], "zone"))
-        return pytz.timezone(_str(desc[1], "zone"))
+            return zoneinfo.ZoneInfo(_zone(desc[1], "zone"))
+        return pytz.timezone(_zone(desc[1], "zone"))
+    if kind == "dateutil-utc" and len(desc) == 1:
+        import dateutil.tz
+
+        return dateutil.tz.tzutc()
     if kind == "dateutil" and len(desc) == 2:
         import dateutil.tz
 
-        tz = dateutil.tz.gettz(_str(desc[1], "zone"))
+        tz = dateutil.tz.gettz(_zone(desc[1], "zone"))
         if tz is None:
             raise _bad(f"unknown dateutil zone {desc[1]!r}")
         return tz

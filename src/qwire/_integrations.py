@@ -106,7 +106,8 @@ def decode(code: int, payload: Any) -> Any:
         raise
     except ImportError as e:
         raise DecodeError(f"a {Code(code).name.lower()} record needs a library this process lacks: {e}") from None
-    except (TypeError, ValueError, KeyError, IndexError, OverflowError, AttributeError) as e:
-        # pandas' and Arrow's own checks of what a malformed payload describes
-        raise DecodeError(f"malformed {Code(code).name.lower()} record: {type(e).__name__}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - pandas', Arrow's and polars' own checks of a malformed payload
+        # (ValueError, KeyError, ArrowInvalid, OutOfBoundsDatetime, RecursionError from a deep nest, ...):
+        # only qwire's errors leave the decoder
+        raise DecodeError(f"malformed {Code(code).name.lower()} record: {type(e).__name__}: {str(e)[:200]}") from None
     raise DecodeError(f"unknown integration record code {code:#04x}")
