@@ -75,6 +75,19 @@ def test_bench_quick_prints_a_table(quick_run):
     assert "round 1/" in result.stderr.decode()  # progress went to stderr
 
 
+def test_bench_table_workloads_run_against_arrow(tmp_path):
+    """The table workloads (run by name) measure qwire, pickle and Arrow IPC, each decoding to the
+    workload's own table type (pandas, pyarrow, polars)."""
+    out = tmp_path / "tables.json"
+    result = run_cli("bench", "--quick", "--workload", "col-categorical", "--workload", "arrow-1m",
+                     "--workload", "polars-1m", "--peers", "arrow", "--no-progress", "--json", out)
+    assert result.returncode == 0, result.stderr.decode()
+    doc = json.loads(out.read_text())
+    libraries = {(r["workload"], r["library"]) for r in doc["results"]}
+    for workload in ("col-categorical", "arrow-1m", "polars-1m"):
+        assert {(workload, "qwire"), (workload, "pickle-5"), (workload, "arrow")} <= libraries, workload
+
+
 def test_bench_json_has_the_documented_keys(quick_run):
     _, out = quick_run
     doc = json.loads(out.read_text())
