@@ -5,6 +5,7 @@ DecodeError (docs/TABLES.md)."""
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import zoneinfo
 
 import numpy as np
@@ -140,9 +141,24 @@ class OddZone(dt.tzinfo):
         return dt.timedelta(0)
 
 
+def test_arrow_backed_columns_round_trip_exactly():
+    """dtype_backend="pyarrow" columns (pd.ArrowDtype, any Arrow type) travel as their Arrow arrays."""
+    import pyarrow as pa
+
+    df = pd.DataFrame({
+        "i": pd.array([1, None, 3], dtype=pd.ArrowDtype(pa.int64())),
+        "s": pd.array(["a", None, "c"], dtype=pd.ArrowDtype(pa.string())),
+        "l": pd.array([[1], [2, 3], None], dtype=pd.ArrowDtype(pa.list_(pa.int64()))),
+        "t": pd.array([0, None, 2], dtype=pd.ArrowDtype(pa.timestamp("us", tz="UTC"))),
+        "f": pd.array([1.5, None, 2.5], dtype=pd.ArrowDtype(pa.float32())),
+        "d": pd.array([decimal.Decimal("1.5"), None], dtype=pd.ArrowDtype(pa.decimal128(5, 1))).take([0, 1, 0]),
+    })
+    assert_same_frame(roundtrip(df), df)
+    assert_same_series(roundtrip(df["l"]), df["l"])
+
+
 REFUSED = [
     ("sparse", pd.arrays.SparseArray([0, 1, 0]), "Sparse"),
-    ("an Arrow list dtype", pd.array([[1], [2], None], dtype=pd.ArrowDtype(__import__("pyarrow").list_(__import__("pyarrow").int64()))), "list"),
     ("an unknown tzinfo", pd.Series(pd.date_range("2024", periods=3)).dt.tz_localize(OddZone()).array, "OddZone"),
 ]
 

@@ -150,3 +150,11 @@ def test_generated_series_and_indexes_convert_or_raise_encode_error(data, kind):
             continue
         qwire.loads(m)
         assert bytes(m)[8] != 0x70
+
+
+def test_arrow_backed_columns_map_as_arrow_columns():
+    import pyarrow as pa
+
+    df = pd.DataFrame({"i": pd.array([1, None], dtype=pd.ArrowDtype(pa.int64())),
+                       "s": pd.array(["a", None], dtype=pd.ArrowDtype(pa.string()))})
+    assert_same(q(df), Table({"i": np.array([1, I64_NULL]), "s": np.array(["a", ""], dtype=object)}))

@@ -198,6 +198,12 @@ def values_desc(values, where):
     if isinstance(dtype, pd.IntervalDtype):
         return ["interval", str(values.closed), index_desc(values.left, where), index_desc(values.right, where),
                 np.asarray(values.isna())]
+    if type(dtype).__name__ == "ArrowDtype":   # dtype_backend="pyarrow": the Arrow array as it is
+        import pyarrow as pa
+
+        from . import _arrow
+
+        return ["arrow", _arrow.encode(pa.chunked_array(values._pa_array if hasattr(values, "_pa_array") else pa.array(values)))]
     name = type(dtype).__name__
     if name in _MASKED_DTYPES:
         data, mask = _masked(values)
@@ -395,6 +401,15 @@ def values_from(desc, n=None):
         if closed not in ("left", "right", "both", "neither"):
             raise _bad(f"interval closed {closed!r:.20}")
         out = pd.arrays.IntervalArray.from_arrays(left, right, closed=closed)
+    elif kind == "arrow" and len(desc) == 2:
+        import pyarrow as pa
+
+        from . import _arrow
+
+        chunked = _arrow.decode(desc[1])
+        if not isinstance(chunked, pa.ChunkedArray):
+            raise _bad("an Arrow column must be a chunked array")
+        out = pd.arrays.ArrowExtensionArray(chunked)
     elif kind == "masked" and len(desc) == 4:
         spec = _MASKED_DTYPES.get(desc[1]) if type(desc[1]) is str else None
         if spec is None:

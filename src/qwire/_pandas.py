@@ -128,6 +128,10 @@ def q_column(values: Any, where: str, direct: bool = False) -> Any:
         if direct and dtype.storage == "pyarrow":
             return _arrow_symbols(values)
         return values.to_numpy(dtype=object, na_value="")
+    if type(dtype).__name__ == "ArrowDtype":   # dtype_backend="pyarrow": Arrow's own q mapping
+        from ._arrow import q_vector
+
+        return q_vector(values._pa_array, where, direct)
     name = getattr(dtype, "name", "")
     if name in _Q_NULLS:
         target, null = _Q_NULLS[name]
