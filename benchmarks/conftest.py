@@ -25,6 +25,7 @@ LIBRARY_OF = {
 }
 SMALL_MESSAGES = ("small-array", "small-dict", "small-list")
 MEDIANS = pytest.StashKey[dict]()
+PEAKS = pytest.StashKey[dict]()  # test_bench_tables.py: workload -> (peak bytes of dumps, message bytes)
 
 
 def pytest_addoption(parser):
@@ -38,6 +39,32 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.stash[MEDIANS] = {}
+    config.stash[PEAKS] = {}
+
+
+@pytest.fixture(scope="session")
+def table_data(request):
+    """table_data(workload) -> that workload's object at --bench-scale, built once per session
+    (shared with the contender fixture)."""
+    return lambda workload: _data(request.config, workload)
+
+
+def _data(config, workload):
+    store = config.stash.setdefault(DATA, {})
+    if workload not in store:
+        store[workload] = WORKLOADS[workload].make(config.getoption("--bench-scale"))
+    return store[workload]
+
+
+DATA = pytest.StashKey[dict]()
+
+
+@pytest.fixture
+def record_peak(request):
+    def record(workload, peak, size):
+        request.config.stash[PEAKS][workload] = (peak, size)
+
+    return record
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +76,7 @@ def contender(request):
 
     def get(workload: str, label: str):
         if workload not in data:
-            data[workload] = WORKLOADS[workload].make(scale)
+            data[workload] = _data(request.config, workload)
         library = LIBRARY_OF[label]
         key = (workload, library)
         if key not in prepared:
@@ -94,6 +121,9 @@ def _verdict(ok):
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     medians = config.stash.get(MEDIANS, {})
     if not medians:
+        if config.stash.get(PEAKS, {}):
+            terminalreporter.section("qwire table targets")
+            _table_targets(terminalreporter.write_line, medians, config.stash[PEAKS])
         return
     write = terminalreporter.write_line
     terminalreporter.section("qwire / pickle-5: median time ratios (lower is better)")
@@ -120,3 +150,21 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     d = medians.get(("big-array", "decode", "qwire"))
     if d is not None:
         write(f"  big-array decode < 20 µs: {format_duration(d * 1e9)}  {_verdict(d < 20e-6)}")
+    _table_targets(write, medians, config.stash.get(PEAKS, {}))
+
+
+def _table_targets(write, medians, peaks):
+    """test_bench_tables.py's targets (issue 15), per table workload."""
+    names = sorted({w for (w, _, _) in medians if w.startswith(("frame-", "arrow-", "polars-", "col-"))} | set(peaks))
+    for w in names:
+        enc = _ratio(medians, w, "encode", "qwire", "arrow")
+        base = "arrow" if w.startswith("arrow-") else "pickle-5"
+        dec = _ratio(medians, w, "decode", "qwire", base)
+        if enc is not None:
+            write(f"  {w} encode <= 0.5x Arrow IPC: {format_ratio(enc)}  {_verdict(enc <= 0.5)}")
+        if dec is not None:
+            write(f"  {w} decode <= 1x {base}: {format_ratio(dec)}  {_verdict(dec <= 1.0)}")
+        if w in peaks:
+            peak, size = peaks[w]
+            write(f"  {w} dumps peak <= 1.1x message: {peak / size:.2f}x ({peak / 1e6:.1f} MB for "
+                  f"{size / 1e6:.1f} MB)  {_verdict(peak <= 1.1 * size)}")

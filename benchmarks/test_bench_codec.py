@@ -24,6 +24,7 @@ DECODE_ONLY = {"qwire to pandas"}  # its encode is qwire's
 CASES = [
     pytest.param(workload, label, id=f"{workload}-{label.replace(' ', '_')}")
     for workload in WORKLOADS
+    if WORKLOADS[workload].in_default  # the table workloads: benchmarks/test_bench_tables.py
     for label in ["qwire", "pickle-5"] + EXTRA.get(workload, [])
 ]
 

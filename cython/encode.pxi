@@ -603,7 +603,7 @@ cdef class Encoder:
             return self._enc_function(w, obj, t, depth)
         if t is QError:
             raise EncodeError("a q error can only be a whole message (dumps(QError(...))), not part of one", t)
-        converted = _convert_foreign(obj)
+        converted = _convert_foreign(obj, self.q_compatible)
         if converted is not None:
             return self._enc(w, converted, depth)
         return self._fallback(w, obj, depth, None)      # the extension handler words any refusal
@@ -810,13 +810,18 @@ cdef str _qualname(type t):
     return name if mod in (None, "builtins") else f"{mod}.{name}"
 
 
-cdef object _convert_foreign(object obj):
-    """Optional integrations (pandas): a value qwire writes instead of obj, or None."""
-    pd = sys.modules.get("pandas")
-    if pd is not None and isinstance(obj, (pd.DataFrame, pd.Timestamp, pd.Timedelta)) :
-        from qwire._pandas import convert_pandas
-        return convert_pandas(obj)
-    return None
+cdef object _convert_foreign(object obj, bint q_compatible):
+    """Optional integrations (pandas, pyarrow, polars; qwire/_integrations.py): the value qwire
+    writes instead of obj, or None. Chosen by the top-level module of obj's type, so that no other
+    object pays for more than one string comparison, and no library is imported here."""
+    mod = getattr(type(obj), "__module__", None)
+    if type(mod) is not str:
+        return None
+    top = mod.partition(".")[0]
+    if top != "pandas" and top != "pyarrow" and top != "polars":
+        return None
+    from qwire._integrations import convert_foreign
+    return convert_foreign(obj, q_compatible)
 
 
 def _make_encoder(msg_type, max_depth, zero_copy_threshold, capability, q_compatible=False, refs=False,

@@ -63,6 +63,19 @@ def test_bench_quick_prints_a_table(quick_run):
     assert "round 1/" in result.stderr.decode()  # progress went to stderr
 
 
+def test_bench_table_workloads_run_against_arrow(tmp_path):
+    """The table workloads (run by name) measure qwire, pickle and Arrow IPC, each decoding to the
+    workload's own table type (pandas, pyarrow, polars)."""
+    out = tmp_path / "tables.json"
+    result = run_cli("bench", "--quick", "--workload", "col-categorical", "--workload", "arrow-1m",
+                     "--workload", "polars-1m", "--peers", "arrow", "--no-progress", "--json", out)
+    assert result.returncode == 0, result.stderr.decode()
+    doc = json.loads(out.read_text())
+    libraries = {(r["workload"], r["library"]) for r in doc["results"]}
+    for workload in ("col-categorical", "arrow-1m", "polars-1m"):
+        assert {(workload, "qwire"), (workload, "pickle-5"), (workload, "arrow")} <= libraries, workload
+
+
 def test_bench_json_has_the_documented_keys(quick_run):
     _, out = quick_run
     doc = json.loads(out.read_text())
@@ -158,7 +171,9 @@ def test_bench_lists_the_workloads():
     result = run_cli("bench", "--list")
     assert result.returncode == 0
     names = [line.split()[0] for line in result.stdout.decode().splitlines()]
-    assert names == ["big-array", "small-array", "small-dict", "small-list", "table", "strings", "ints", "records", "ipc"]
+    assert names == ["big-array", "small-array", "small-dict", "small-list", "table", "strings", "ints", "records",
+                     "frame-100k", "frame-1m", "arrow-1m", "polars-1m", "col-numeric", "col-object-str", "col-str",
+                     "col-categorical", "col-high-card-str", "col-datetime", "ipc"]
 
 
 def test_bench_rejects_unknown_names():
@@ -166,7 +181,8 @@ def test_bench_rejects_unknown_names():
     assert result.returncode == 2
     assert result.stderr.decode() == (
         "qwire bench: unknown workload no-such-thing; choose from "
-        "big-array, small-array, small-dict, small-list, table, strings, ints, records\n"
+        "big-array, small-array, small-dict, small-list, table, strings, ints, records, frame-100k, frame-1m, "
+        "arrow-1m, polars-1m, col-numeric, col-object-str, col-str, col-categorical, col-high-card-str, col-datetime\n"
     )
     assert run_cli("bench", "--peers", "cobol").returncode == 2
 

@@ -145,7 +145,7 @@ def test_dataframe_as_pykx_converts_it(kx, kx_bytes):
         "t": np.array(["2001-01-01T00:00:00.000000001", "2002-01-01", "2003-01-01"], dtype="datetime64[ns]"),
     })
     expected = kx_bytes(kx.toq(df))
-    assert bytes(qwire.dumps(df)).hex() == expected.hex()
+    assert bytes(qwire.dumps(df, q_compatible=True)).hex() == expected.hex()
     got = qwire.loads(expected)
     assert type(got) is Table and got.columns == list(df.columns)
 
@@ -157,7 +157,7 @@ def test_keyed_dataframe_as_pykx_converts_it(kx, kx_bytes):
     assert_same(
         qwire.loads(expected), KeyedTable(Table({"k": np.array([10, 20])}), Table({"v": np.array([1.5, 2.5])}))
     )
-    assert bytes(qwire.dumps(df)).hex() == expected.hex()
+    assert bytes(qwire.dumps(df, q_compatible=True)).hex() == expected.hex()
 
 
 def test_python_dict_as_pykx_converts_it(kx, kx_bytes):

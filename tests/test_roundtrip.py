@@ -512,11 +512,13 @@ def test_numpy_float64_is_a_float():
     assert type(roundtrip(np.float64(1.5))) is float
 
 
-def test_pandas_dataframe_is_a_table():
+def test_pandas_dataframe_is_a_dataframe_and_a_q_table_with_q_compatible():
     import pandas as pd  # a test dependency: never skipped
     df = pd.DataFrame({"a": np.array([1, 2]), "b": np.array(["x", "y"], dtype=object)})
+    back = roundtrip(df)
+    assert type(back) is pd.DataFrame and back.equals(df) and list(back.dtypes) == list(df.dtypes)
     expected = Table({"a": np.array([1, 2]), "b": np.array(["x", "y"], dtype=object)})
-    assert_same(roundtrip(df), expected)
+    assert_same(qwire.loads(qwire.dumps(df, q_compatible=True)), expected)
 
 
 # ---- refused ---------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from pickle import PickleBuffer
 import numpy as np
 
 from .errors import DecodeError, EncodeError, ForeignObjectError, OnDiskObjectError
+from ._integrations import Record as _IntegrationRecord
 from .registry import default_registry
 from .values import Vector
 
@@ -61,6 +62,13 @@ class Code(enum.IntEnum):
     NDARRAY = 0x10
     OBJECT_NDARRAY = 0x11
     NUMPY_SCALAR = 0x12
+    # the optional integrations (qwire/_integrations.py; docs/TABLES.md)
+    PANDAS_FRAME = 0x18
+    PANDAS_SERIES = 0x19
+    PANDAS_INDEX = 0x1A
+    PANDAS_SCALAR = 0x1B
+    ARROW = 0x1C
+    POLARS = 0x1D
     # read and written by the core (cython/refs.pxi)
     REGISTERED = 0x20
     REF = 0x21
@@ -70,7 +78,8 @@ class Code(enum.IntEnum):
 
 
 # Codes whose payload holds the user's own objects (the payload container itself is not one).
-CONTAINER_CODES = frozenset({Code.TUPLE, Code.SET, Code.FROZENSET, Code.OBJECT_NDARRAY})
+CONTAINER_CODES = frozenset({Code.TUPLE, Code.SET, Code.FROZENSET, Code.OBJECT_NDARRAY, Code.PANDAS_FRAME,
+                             Code.PANDAS_SERIES, Code.PANDAS_INDEX, Code.PANDAS_SCALAR, Code.ARROW, Code.POLARS})
 
 
 # ---- encoding ------------------------------------------------------------------------------------
@@ -354,6 +363,16 @@ _DECODERS = {
     Code.NUMPY_SCALAR: _dec_scalar,
 }
 
+
+def _dec_integration(code, payload):
+    from ._integrations import decode
+
+    return decode(code, payload)
+
+
+_DECODERS.update(dict.fromkeys([Code.PANDAS_FRAME, Code.PANDAS_SERIES, Code.PANDAS_INDEX, Code.PANDAS_SCALAR,
+                                Code.ARROW, Code.POLARS], _dec_integration))
+
 HANDLED_CODES = frozenset(_DECODERS)
 
 
@@ -525,6 +544,8 @@ class Extensions:
 
     def encode(self, obj):
         t = type(obj)
+        if t is _IntegrationRecord:  # what qwire/_integrations.py made of a pandas/pyarrow/polars object
+            return obj.handler_answer()
         enc = _ENCODERS.get(t)
         if enc is not None:
             return None if self.q_compatible else enc(obj)

@@ -278,10 +278,37 @@ class Table:
 
     @classmethod
     def from_pandas(cls, df: pd.DataFrame) -> Table | KeyedTable:
-        """The q table for a pandas DataFrame, as `dumps(df)` writes it."""
+        """The q table (or keyed table) for a pandas DataFrame, as `dumps(df, q_compatible=True)` writes it."""
         from ._pandas import table_from_pandas
 
         return table_from_pandas(df)
+
+    def to_arrow(self) -> Any:
+        """A pyarrow.Table of the columns: fixed-width columns share their buffers (q nulls of
+        integer and temporal columns become Arrow nulls, in a validity bitmap beside them)."""
+        from ._arrow import table_to_arrow
+
+        return table_to_arrow(self)
+
+    @classmethod
+    def from_arrow(cls, data: Any) -> Table:
+        """The q table of a pyarrow.Table or RecordBatch, as `dumps(data, q_compatible=True)` writes it."""
+        from ._arrow import table_from_arrow
+
+        return table_from_arrow(data)
+
+    def to_polars(self) -> Any:
+        """A polars.DataFrame of the columns (through Arrow, sharing fixed-width buffers)."""
+        from ._polars import table_to_polars
+
+        return table_to_polars(self)
+
+    @classmethod
+    def from_polars(cls, df: Any) -> Table:
+        """The q table of a polars.DataFrame, as `dumps(df, q_compatible=True)` writes it."""
+        from ._polars import table_from_polars
+
+        return table_from_polars(df)
 
 
 class KeyedTable:

@@ -42,6 +42,14 @@ def is_dataframe(obj) -> bool:
     return type(obj).__name__ == "DataFrame" and type(obj).__module__.startswith("pandas")
 
 
+def is_arrow_table(obj) -> bool:
+    return type(obj).__name__ == "Table" and type(obj).__module__.startswith("pyarrow")
+
+
+def is_polars_frame(obj) -> bool:
+    return type(obj).__name__ == "DataFrame" and type(obj).__module__.startswith("polars")
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
@@ -56,6 +64,10 @@ def same_value(a, b) -> str | None:
         return None if ok else "array values differ"
     if is_dataframe(a):
         return None if a.equals(b) and list(a.dtypes) == list(b.dtypes) else "DataFrame differs"
+    if is_arrow_table(a):
+        return None if a.schema.equals(b.schema, check_metadata=True) and a.equals(b) else "Table differs"
+    if is_polars_frame(a):
+        return None if a.schema == b.schema and a.equals(b) else "DataFrame differs"
     if isinstance(a, (list, tuple)):
         if len(a) != len(b):
             return "length differs"
@@ -88,7 +100,8 @@ def _checked(library: str, obj, encode, decode, note="", size=len) -> Contender:
 QWIRE_NOTE = (
     "ser = dumps(x), a Message: large arrays are referenced, not copied (scatter-gather segments, "
     "sent by m.write_to); de = loads(bytes): numeric vectors come back as read-only views into the "
-    "input (zero-copy), a table as qwire.Table (NumPy columns)"
+    "input (zero-copy), a q table as qwire.Table (NumPy columns); a pandas, pyarrow or polars table comes "
+    "back as itself (docs/TABLES.md)"
 )
 QWIRE_COPY_NOTE = "ser = dumps(x).copy(): one contiguous bytes object, as pickle in-band gives"
 QWIRE_COMPRESSED_NOTE = (
@@ -153,6 +166,10 @@ def _qwire_out_of_band(qwire, obj) -> list[Contender]:
         out: list = []
         return qwire.dumps(obj, buffer_callback=out.append), out
 
+    try:
+        qwire.loads(header, buffers=buffers)
+    except qwire.DecodeError:  # e.g. the memory budget, which counts the message without its buffers
+        return []
     size = len(header) + sum(memoryview(b).nbytes for b in buffers)
     note = "dumps(x, buffer_callback=...) / loads(b, buffers=...): pickle-5 style, large vectors out of band"
     return [Contender("qwire oob", encode_out_of_band, lambda: qwire.loads(header, buffers=buffers), size, note)]
@@ -219,6 +236,8 @@ PYKX_NOTE = (
 
 
 def _pykx(obj) -> list[Contender]:
+    if is_arrow_table(obj) or is_polars_frame(obj):
+        raise Skip("measured on the pandas workloads only")
     kx = _import_pykx()
     if isinstance(obj, np.ndarray):
         convert = lambda q: q.np()  # noqa: E731
@@ -273,6 +292,23 @@ def _arrow(obj) -> list[Contender]:
             Contender("arrow to pandas", encode, lambda: ipc.open_stream(payload).read_all().to_pandas(), payload.size,
                       "de = read_all().to_pandas(), a DataFrame like pickle's"),
         ]
+    if is_arrow_table(obj):
+        payload = write(obj)
+        return [Contender("arrow", lambda: write(obj), lambda: ipc.open_stream(payload).read_all(), payload.size,
+                          "IPC stream of the pyarrow.Table; de = read_all() (zero-copy)")]
+    if is_polars_frame(obj):
+        import io
+
+        def write_polars():
+            out = io.BytesIO()
+            obj.write_ipc_stream(out, compression="uncompressed")
+            return out.getvalue()
+
+        import polars as pl
+
+        data = write_polars()
+        return [Contender("arrow", write_polars, lambda: pl.read_ipc_stream(data), len(data),
+                          "polars' Arrow IPC stream (write_ipc_stream / read_ipc_stream)")]
     raise Skip("Arrow IPC carries tables and arrays only")
 
 

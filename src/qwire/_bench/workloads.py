@@ -27,6 +27,7 @@ class Workload:
     title: str
     build: Callable[[float], Any] = field(repr=False)
     scales: bool = True  # whether --quick shrinks it
+    in_default: bool = True  # run when no --workload is named (the table workloads run by name)
 
     def make(self, scale: float = 1.0) -> Any:
         return self.build(scale if self.scales else 1.0)
@@ -121,6 +122,12 @@ def records(scale: float) -> list:
     ]
 
 
+def _table_workloads() -> list:
+    from .tables import table_workloads
+
+    return table_workloads(Workload, _scaled)
+
+
 WORKLOADS = {
     w.name: w
     for w in [
@@ -132,6 +139,7 @@ WORKLOADS = {
         Workload("strings", "list of 1M str (4-15 chars)", strings),
         Workload("ints", "list of 1M int", ints),
         Workload("records", "list of 10k dicts (5 keys)", records, scales=False),
+        *_table_workloads(),
     ]
 }
 
@@ -139,7 +147,7 @@ WORKLOADS = {
 def get_workloads(names=None) -> list[Workload]:
     """The named workloads in the order given (all, in the standard order, when names is empty)."""
     if not names:
-        return list(WORKLOADS.values())
+        return [w for w in WORKLOADS.values() if w.in_default]
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
         raise KeyError(f"unknown workload {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")
@@ -150,9 +158,11 @@ def describe_value(obj) -> str:
     """A short description of a benchmark object: type and size."""
     if isinstance(obj, np.ndarray):
         return f"{obj.dtype} array, {obj.size:,} items ({_human_bytes(obj.nbytes)})"
-    if type(obj).__name__ == "DataFrame":
+    if type(obj).__name__ == "DataFrame" and type(obj).__module__.startswith("pandas"):
         dtypes = ", ".join(f"{c}:{t}" for c, t in obj.dtypes.items())
         return f"DataFrame, {len(obj):,} rows: {dtypes}"
+    if type(obj).__name__ in ("Table", "DataFrame") and hasattr(obj, "schema"):
+        return f"{type(obj).__module__.partition('.')[0]}.{type(obj).__name__}, {obj.shape[0]:,} rows x {obj.shape[1]} columns"
     if isinstance(obj, (list, tuple)) and obj:
         return f"{type(obj).__name__} of {len(obj):,} {type(obj[0]).__name__}"
     if isinstance(obj, (list, tuple, dict)):
