@@ -14,6 +14,8 @@ __all__ = [
     "ForeignObjectError",
     "OnDiskObjectError",
     "UnregisteredTypeError",
+    "FrameError",
+    "PipeClosedError",
 ]
 
 
@@ -95,3 +97,15 @@ class UnregisteredTypeError(DecodeError):
                  name: str | None = None) -> None:
         self.name = name
         super().__init__(message, offset, type_code)
+
+
+class FrameError(DecodeError):
+    """A same-host frame (qwire.pipe) is malformed or breaks a limit: a bad header, too many
+    descriptors, a descriptor that is not a sealed memory file, a buffer outside its file.
+    Every descriptor that came with the frame has been closed."""
+
+
+class PipeClosedError(QWireError, ConnectionError):
+    """The peer of a qwire.pipe connection went away in the middle of a frame (or the connection
+    was closed); whatever part of the frame had arrived was discarded and its descriptors closed.
+    A peer that closes cleanly between frames gives EOFError, as multiprocessing's does."""
