@@ -1,0 +1,203 @@
+"""A `qwire` serialization family for Dask's distributed scheduler.
+
+    import qwire.dask                       # registers the family "qwire" (importing is enough)
+    cluster = LocalCluster(**qwire.dask.worker_options())      # workers import it and use it
+    client = Client(cluster, **qwire.dask.client_options())
+
+`serialize(x)` returns Dask's (header, frames) with frames = the qwire message's segments followed
+by its out-of-band buffers (`qwire.dumps(..., buffer_callback=...)`): nothing is joined or copied on
+the way out. `deserialize` decodes with `qwire.loads(message, buffers=frames)`, so arrays are
+read-only views of the frames Dask received; the message's own segments are joined only when it has
+more than one (a large in-band `bytes` or string payload).
+
+Types: NumPy arrays (any shape and native-order dtype qwire writes), pandas DataFrames, Series and
+Index objects (columns of NumPy dtypes, strings with their missing values, categoricals), NumPy
+scalars, and every Python value qwire writes, with qwire's type mapping (docs/TYPES.md). What the
+family cannot carry exactly it refuses with an exception, and Dask then tries the next family in
+the list (so keep "pickle" after "qwire" for what qwire does not cover, or leave it out to refuse
+it). Task graphs (functions and their arguments) are pickled by Dask whatever the list says: only
+data that Dask wraps for its serializers (results moved between workers, gather, scatter) uses it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._core import dumps, loads
+from .errors import EncodeError
+
+__all__ = ["FAMILY", "serialize", "deserialize", "register", "client_options", "worker_options"]
+
+FAMILY = "qwire"
+SERIALIZERS = [FAMILY, "dask", "pickle"]
+
+
+def _pd() -> Any:
+    import pandas as pd
+
+    return pd
+
+
+# --- pandas: an explicit layout, so that dtypes and indexes come back exactly ----------------
+
+def _column(values: Any) -> dict[str, Any]:
+    pd = _pd()
+    dtype = values.dtype
+    if isinstance(dtype, np.dtype):
+        if dtype.hasobject:
+            arr = np.asarray(values, dtype=object)
+            if not all(type(v) is str for v in arr):
+                raise TypeError("qwire's Dask family carries object columns only when every item is a str")
+            return {"kind": "object-str", "values": arr}
+        if not dtype.isnative:
+            raise TypeError(f"qwire's Dask family keeps byte order: {dtype} is not native")
+        return {"kind": "numpy", "values": np.ascontiguousarray(values)}
+    if isinstance(dtype, pd.CategoricalDtype):
+        cat = pd.Categorical(values)
+        return {"kind": "category", "codes": np.ascontiguousarray(cat.codes), "ordered": bool(dtype.ordered),
+                "categories": _index(pd.Index(cat.categories))}
+    if isinstance(dtype, pd.StringDtype):
+        missing = np.asarray(pd.isna(values), dtype=bool)
+        filled = np.asarray(pd.Series(values).where(~missing, "").to_numpy(dtype=object))
+        return {"kind": "string", "dtype": str(dtype), "storage": dtype.storage,
+                "na": "nan" if dtype.na_value is not pd.NA else "NA", "values": filled, "missing": missing}
+    raise TypeError(f"qwire's Dask family does not carry pandas columns of dtype {dtype}")
+
+
+def _restore_column(c: dict[str, Any]) -> Any:
+    pd = _pd()
+    kind = c["kind"]
+    if kind == "numpy":
+        return c["values"]
+    if kind == "object-str":
+        return np.asarray(c["values"], dtype=object)
+    if kind == "category":
+        return pd.Categorical.from_codes(c["codes"], categories=_restore_index(c["categories"]), ordered=c["ordered"])
+    if kind == "string":
+        dtype = pd.StringDtype(storage=c["storage"], na_value=np.nan if c["na"] == "nan" else pd.NA)
+        values = np.array(c["values"], dtype=object)
+        values[np.asarray(c["missing"], dtype=bool)] = dtype.na_value
+        return pd.array(values, dtype=dtype)
+    raise ValueError(f"unknown column kind {kind!r}")
+
+
+def _index(index: Any) -> dict[str, Any]:
+    pd = _pd()
+    if isinstance(index, pd.MultiIndex):
+        raise TypeError("qwire's Dask family does not carry a MultiIndex")
+    if isinstance(index, pd.RangeIndex):
+        return {"range": [index.start, index.stop, index.step], "name": index.name}
+    if type(index) is not pd.Index and not isinstance(index, (pd.DatetimeIndex, pd.TimedeltaIndex, pd.CategoricalIndex)):
+        raise TypeError(f"qwire's Dask family does not carry {type(index).__name__}")
+    if getattr(index, "tz", None) is not None or getattr(index, "freq", None) is not None:
+        raise TypeError("qwire's Dask family does not carry an index with a timezone or frequency")
+    return {"column": _column(_values(index)), "name": index.name}
+
+
+def _values(obj: Any) -> Any:
+    """A Series' or Index's data: the NumPy array for NumPy dtypes, else pandas' extension array."""
+    return obj.to_numpy() if isinstance(obj.dtype, np.dtype) else obj.array
+
+
+def _restore_index(d: dict[str, Any]) -> Any:
+    pd = _pd()
+    if "range" in d:
+        start, stop, step = d["range"]
+        return pd.RangeIndex(start, stop, step, name=d["name"])
+    return pd.Index(_restore_column(d["column"]), name=d["name"], copy=False)
+
+
+def _frame(df: Any) -> dict[str, Any]:
+    names = list(df.columns)
+    if len(set(map(repr, names))) != len(names):
+        raise TypeError("qwire's Dask family does not carry duplicate column names")
+    return {"names": names, "columns": [_column(_values(df.iloc[:, i])) for i in range(len(names))],
+            "index": _index(df.index), "columns_index": _index(df.columns)}
+
+
+def _restore_frame(d: dict[str, Any]) -> Any:
+    pd = _pd()
+    data = {i: _restore_column(c) for i, c in enumerate(d["columns"])}
+    df = pd.DataFrame(data, index=_restore_index(d["index"]), copy=False)
+    df.columns = _restore_index(d["columns_index"])
+    return df
+
+
+# --- the family ----------------------------------------------------------------------------------
+
+def _prepare(x: Any) -> tuple[str, Any]:
+    if type(x) is np.ndarray:
+        if x.dtype.hasobject or not x.dtype.isnative:
+            raise TypeError("qwire's Dask family carries NumPy arrays of native-order, non-object dtypes")
+        return "ndarray", x
+    if isinstance(x, np.generic):
+        return "numpy-scalar", np.asarray(x).reshape(1)
+    module = type(x).__module__
+    if module.startswith("pandas"):
+        pd = _pd()
+        if type(x) is pd.DataFrame:
+            return "DataFrame", _frame(x)
+        if type(x) is pd.Series:
+            return "Series", {"values": _column(_values(x)),
+                              "index": _index(x.index), "name": x.name}
+        if isinstance(x, pd.Index):
+            return "Index", _index(x)
+        raise TypeError(f"qwire's Dask family does not carry {type(x).__name__}")
+    return "value", x
+
+
+def serialize(x: Any) -> tuple[dict[str, Any], list[memoryview]]:
+    """Dask's family `dumps`: (header, frames), frames the message's segments then its buffers.
+    NotImplementedError (Dask's signal to try the next family) for what qwire does not carry."""
+    buffers: list[Any] = []
+    try:
+        kind, payload = _prepare(x)
+        msg = dumps(payload, buffer_callback=buffers.append)
+    except (TypeError, EncodeError) as e:
+        raise NotImplementedError(f"qwire does not carry this {type(x).__name__}: {e}") from e
+    segments = msg.segments()
+    frames = segments + [b.raw() for b in buffers]
+    return {"qwire-kind": kind, "qwire-segments": len(segments)}, frames
+
+
+def deserialize(header: dict[str, Any], frames: list[Any]) -> Any:
+    """Dask's family `loads`."""
+    k = int(header["qwire-segments"])
+    message = frames[0] if k == 1 else b"".join(memoryview(f).cast("B") for f in frames[:k])
+    value = loads(message, buffers=frames[k:])
+    kind = header["qwire-kind"]
+    if kind in ("value", "ndarray"):
+        return value
+    if kind == "numpy-scalar":
+        return value[0]
+    if kind == "DataFrame":
+        return _restore_frame(value)
+    if kind == "Series":
+        pd = _pd()
+        return pd.Series(_restore_column(value["values"]), index=_restore_index(value["index"]), name=value["name"], copy=False)
+    if kind == "Index":
+        return _restore_index(value)
+    raise ValueError(f"unknown qwire-kind {kind!r} in a Dask header")
+
+
+def register() -> None:
+    """Register the family with distributed (done when this module is imported)."""
+    from distributed.protocol.serialize import register_serialization_family
+
+    register_serialization_family(FAMILY, serialize, deserialize)
+
+
+def client_options(serializers: list[str] | None = None) -> dict[str, Any]:
+    """Keyword arguments for distributed.Client: qwire first, then Dask's own families."""
+    names = list(serializers or SERIALIZERS)
+    return {"serializers": names, "deserializers": names}
+
+
+def worker_options(serializers: list[str] | None = None) -> dict[str, Any]:
+    """Keyword arguments for LocalCluster / Worker / Nanny: the same lists, and a preload that
+    imports this module (registering the family) in every worker process."""
+    return {**client_options(serializers), "preload": ["qwire.dask"]}
+
+
+register()
