@@ -52,11 +52,22 @@ def _column(values: Any) -> dict[str, Any]:
             return {"kind": "object-str", "values": arr}
         if not dtype.isnative:
             raise TypeError(f"qwire's Dask family keeps byte order: {dtype} is not native")
+        if dtype.kind in "Mm":  # as their int64 storage: no epoch shift, no copy, the unit kept
+            return {"kind": "temporal", "dtype": dtype.str, "values": np.ascontiguousarray(values).view(np.int64)}
         return {"kind": "numpy", "values": np.ascontiguousarray(values)}
     if isinstance(dtype, pd.CategoricalDtype):
         cat = pd.Categorical(values)
         return {"kind": "category", "codes": np.ascontiguousarray(cat.codes), "ordered": bool(dtype.ordered),
                 "categories": _index(pd.Index(cat.categories))}
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow" and hasattr(values, "_pa_array"):
+        # Arrow's own buffers (validity bits, offsets, UTF-8 data) travel out of band as they are
+        chunked = values._pa_array
+        arr = chunked.chunk(0) if chunked.num_chunks == 1 else chunked.combine_chunks()
+        validity, offsets, data = arr.buffers()
+        raw = [None if b is None else np.frombuffer(b, dtype=np.uint8) for b in (validity, offsets, data)]
+        return {"kind": "arrow-string", "na": "nan" if dtype.na_value is not pd.NA else "NA",
+                "type": str(arr.type), "length": len(arr), "nulls": arr.null_count, "offset": arr.offset,
+                "buffers": [np.zeros(0, np.uint8) if b is None else b for b in raw], "present": [b is not None for b in raw]}
     if isinstance(dtype, pd.StringDtype):
         missing = np.asarray(pd.isna(values), dtype=bool)
         filled = np.asarray(pd.Series(values).where(~missing, "").to_numpy(dtype=object))
@@ -70,10 +81,27 @@ def _restore_column(c: dict[str, Any]) -> Any:
     kind = c["kind"]
     if kind == "numpy":
         return c["values"]
+    if kind == "temporal":
+        dtype = np.dtype(c["dtype"])
+        if dtype.kind not in "Mm" or dtype.itemsize != 8:
+            raise ValueError(f"not a datetime64/timedelta64 dtype: {c['dtype']!r}")
+        return np.asarray(c["values"], dtype=np.int64).view(dtype)
     if kind == "object-str":
         return np.asarray(c["values"], dtype=object)
     if kind == "category":
         return pd.Categorical.from_codes(c["codes"], categories=_restore_index(c["categories"]), ordered=c["ordered"])
+    if kind == "arrow-string":
+        import pyarrow as pa
+        from pandas.arrays import ArrowStringArray
+
+        types = {"string": pa.string(), "large_string": pa.large_string()}
+        if c["type"] not in types:
+            raise ValueError(f"unknown Arrow string type {c['type']!r}")
+        buffers = [pa.py_buffer(b) if present else None for b, present in zip(c["buffers"], c["present"])]
+        arr = pa.Array.from_buffers(types[c["type"]], c["length"], buffers, c["nulls"], c["offset"])
+        arr.validate(full=True)  # offsets in range and valid UTF-8: a hostile frame cannot mislead Arrow
+        dtype = pd.StringDtype(storage="pyarrow", na_value=np.nan if c["na"] == "nan" else pd.NA)
+        return ArrowStringArray(pa.chunked_array([arr]), dtype=dtype)
     if kind == "string":
         dtype = pd.StringDtype(storage=c["storage"], na_value=np.nan if c["na"] == "nan" else pd.NA)
         values = np.array(c["values"], dtype=object)
