@@ -79,3 +79,15 @@ __all__ += [
     "OnDiskObjectError",
     "UnregisteredTypeError",
 ]
+
+# Between processes (docs/PROCESSES.md): qwire.shm, qwire.pipe and qwire.pool are imported on
+# first use, so `import qwire` stays lean; qwire.dask and qwire.ray are imported explicitly.
+_LAZY_SUBMODULES = ("shm", "pipe", "pool")
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'qwire' has no attribute {name!r}")
