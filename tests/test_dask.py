@@ -137,3 +137,18 @@ def test_values_qwire_cannot_carry_fail_loudly_without_pickle(client):
     fut = client.submit(pd.MultiIndex.from_tuples, [(1, "a")], pure=False)
     with pytest.raises(Exception):
         fut.result(timeout=60)
+
+
+def test_corrupt_arrow_offsets_are_refused():
+    """A string column whose Arrow offsets point outside its data (a hostile or corrupt frame)
+    raises a ValueError on arrival instead of reading out of bounds."""
+    s = pd.Series(["ab", "c", None, "def"] * 50_000, dtype="str")
+    header, frames = serialize(s, serializers=ONLY_QWIRE)
+    n_offsets = (len(s) + 1) * 8
+    index = next(i for i, f in enumerate(frames) if memoryview(f).nbytes == n_offsets)
+    bad = np.frombuffer(frames[index], dtype=np.int64).copy()
+    bad[-1] = 1 << 40
+    frames = list(frames)
+    frames[index] = memoryview(bad).cast("B")
+    with pytest.raises(ValueError):
+        qdask.deserialize({k: v for k, v in header.items() if k != "serializer"}, frames)

@@ -499,3 +499,45 @@ def test_receiver_killed_mid_transfer_leaks_nothing():
     gc.collect()
     assert open_fds() == fds_before
     assert dev_shm() == shm_before
+
+
+# --- a Unix socket path between unrelated processes ------------------------------------------------
+
+def _connect_and_echo(path):
+    with qpipe.connect(path, timeout=30) as conn:
+        v = conn.recv(timeout=30)
+        conn.send({"sum": float(v.sum()), "writeable": bool(v.flags.writeable)})
+
+
+def test_listener_and_connect_over_a_socket_path(tmp_path):
+    """A process that connects to a Listener's path gets the same shared-memory transfers; the
+    socket file is removed on close."""
+    path = str(tmp_path / "qwire.sock")
+    with qpipe.Listener(path) as listener:
+        p = FORK_CTX.Process(target=_connect_and_echo, args=(path,), daemon=True)
+        p.start()
+        with listener.accept(timeout=30) as conn:
+            x = np.arange(BIG // 8 * 4, dtype=np.float64)
+            conn.send(x)
+            assert conn.recv(timeout=30) == {"sum": float(x.sum()), "writeable": False}
+        p.join(30)
+        assert p.exitcode == 0
+        p.close()
+        with pytest.raises(TimeoutError):
+            listener.accept(timeout=0.01)
+    assert not os.path.exists(path)
+
+
+def test_listener_refuses_other_users(tmp_path):
+    """A peer whose uid is not allowed (SO_PEERCRED) is closed without a connection."""
+    path = str(tmp_path / "strict.sock")
+    with qpipe.Listener(path, allowed_uids={os.getuid() + 12345}) as listener:
+        client = qpipe.connect(path, timeout=5)
+        with pytest.raises(TimeoutError):
+            listener.accept(timeout=0.2)
+        with pytest.raises((EOFError, PipeClosedError)):
+            client.recv(timeout=5)
+        client.close()
+
+
+FORK_CTX = multiprocessing.get_context("fork")

@@ -35,13 +35,14 @@ import select
 import socket
 import struct
 import threading
+import time
 from typing import Any
 
 from . import shm as _shm
 from ._core import Decoder, Receiver, dumps, loads, read_header_length
 from .errors import DecodeError, FrameError, PipeClosedError
 
-__all__ = ["Pipe", "Connection", "DEFAULT_SHM_THRESHOLD", "MAX_DESCRIPTORS", "MAX_BUFFERS"]
+__all__ = ["Pipe", "Connection", "Listener", "connect", "DEFAULT_SHM_THRESHOLD", "MAX_DESCRIPTORS", "MAX_BUFFERS"]
 
 MAGIC = b"QWfr"
 VERSION = 1
@@ -398,3 +399,73 @@ class Connection:
 
 def _rebuild_connection(dup: Any, options: dict[str, Any]) -> Connection:
     return Connection(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=dup.detach()), **options)
+
+
+# --- between unrelated processes: a Unix socket path ------------------------------------------
+
+class Listener:
+    """Accepts qwire pipe connections on a Unix socket path (a leading NUL byte: Linux's abstract
+    namespace), like multiprocessing.connection.Listener. Only peers running as one of
+    `allowed_uids` (default: this process's user; checked with SO_PEERCRED, which the kernel
+    vouches for) are accepted; others are closed at once. The socket file is removed on close.
+
+        with qwire.pipe.Listener("/run/app/qwire.sock") as listener:
+            conn = listener.accept()
+    """
+
+    def __init__(self, path: str, backlog: int = 16, *, allowed_uids: set[int] | None = None, **options: Any) -> None:
+        self.address = path
+        self.allowed_uids = {os.getuid()} if allowed_uids is None else set(allowed_uids)
+        self._options = options
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._sock.bind(path)
+            self._sock.listen(backlog)
+        except BaseException:
+            self._sock.close()
+            raise
+        self._bound_file = not path.startswith("\0")
+
+    def accept(self, timeout: float | None = None) -> Connection:
+        """The next connection from an allowed peer; TimeoutError after timeout seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([self._sock], [], [], remaining)
+            if not ready:
+                raise TimeoutError(f"no connection within {timeout} s on {self.address!r}")
+            sock, _ = self._sock.accept()
+            pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+            if uid in self.allowed_uids:
+                return Connection(sock, **self._options)
+            sock.close()
+
+    def close(self) -> None:
+        if self._sock.fileno() < 0:
+            return
+        self._sock.close()
+        if self._bound_file:
+            try:
+                os.unlink(self.address)
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> Listener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(path: str, *, timeout: float | None = None, **options: Any) -> Connection:
+    """A qwire pipe connection to a Listener's Unix socket path."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.settimeout(None)
+    except BaseException:
+        sock.close()
+        raise
+    return Connection(sock, **options)
+
