@@ -152,3 +152,11 @@ def test_corrupt_arrow_offsets_are_refused():
     frames[index] = memoryview(bad).cast("B")
     with pytest.raises(ValueError):
         qdask.deserialize({k: v for k, v in header.items() if k != "serializer"}, frames)
+
+
+def test_large_out_of_band_bytes_fit_the_memory_budget():
+    """A 4 MB bytes value (copied out of its frame on decoding) is within the budget, which counts
+    the out-of-band frames as well as the small message."""
+    value = {"blob": b"\x01" * (4 << 20)}
+    header, frames = serialize(value, serializers=ONLY_QWIRE)
+    assert deserialize(header, frames, deserializers=ONLY_QWIRE) == value

@@ -541,3 +541,10 @@ def test_listener_refuses_other_users(tmp_path):
 
 
 FORK_CTX = multiprocessing.get_context("fork")
+
+
+def test_large_bytes_through_shared_memory(pair):
+    """A 4 MB bytes value through shared memory decodes within the default memory budget."""
+    a, b = pair
+    a.send({"blob": b"\x02" * (4 << 20)})
+    assert b.recv(timeout=30) == {"blob": b"\x02" * (4 << 20)}

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ._core import dumps, loads
+from ._core import dumps
+from ._oob import loads_with_buffers
 from .errors import EncodeError
 
 __all__ = ["FAMILY", "serialize", "deserialize", "register", "client_options", "worker_options"]
@@ -193,7 +194,7 @@ def deserialize(header: dict[str, Any], frames: list[Any]) -> Any:
     """Dask's family `loads`."""
     k = int(header["qwire-segments"])
     message = frames[0] if k == 1 else b"".join(memoryview(f).cast("B") for f in frames[:k])
-    value = loads(message, buffers=frames[k:])
+    value = loads_with_buffers(message, frames[k:])
     kind = header["qwire-kind"]
     if kind in ("value", "ndarray"):
         return value
@@ -213,7 +214,7 @@ def register() -> None:
     """Register the family with distributed (done when this module is imported)."""
     from distributed.protocol.serialize import register_serialization_family
 
-    register_serialization_family(FAMILY, serialize, deserialize)
+    register_serialization_family(FAMILY, serialize, deserialize)  # type: ignore[no-untyped-call]
 
 
 def client_options(serializers: list[str] | None = None) -> dict[str, Any]:

@@ -39,7 +39,8 @@ import time
 from typing import Any
 
 from . import shm as _shm
-from ._core import Decoder, Receiver, dumps, loads, read_header_length
+from ._core import Decoder, Receiver, dumps, read_header_length
+from ._oob import loads_with_buffers
 from .errors import DecodeError, FrameError, PipeClosedError
 
 __all__ = ["Pipe", "Connection", "Listener", "connect", "DEFAULT_SHM_THRESHOLD", "MAX_DESCRIPTORS", "MAX_BUFFERS"]
@@ -60,7 +61,6 @@ MAX_BUFFERS = 1 << 20
 _NO_DESCRIPTOR = 0xFFFFFFFF
 _IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024, 1024)
 _RECV_CHUNK = 1 << 24
-_EXPANSION_SLACK = 1 << 20  # the decoder's fixed allowance on top of max_expansion x size
 
 
 def Pipe(duplex: bool = True, **options: Any) -> tuple[Connection, Connection]:
@@ -216,7 +216,7 @@ class Connection:
         finally:
             for fd in fds:
                 os.close(fd)  # the frame in flight holds its own references
-            if segment is not None:
+            if segment is not None and self._segments is not None:
                 self._segments.release(segment)  # reused once the reader lets go
 
     def _sendmsg(self, parts: list[Any], fds: list[int]) -> int:
@@ -255,18 +255,10 @@ class Connection:
             return self._decode_with_buffers(message, buffers)
 
     def _decode_with_buffers(self, message: memoryview, buffers: list[memoryview]) -> Any:
-        # The decoder's memory budget is max_expansion x the message's size; out-of-band bytes
-        # it copies (char vectors become bytes) are justified by the buffers, so they count too.
-        expansion = self._decoder.max_expansion
-        if expansion is None:
-            return self._decoder.decode(message, buffers=buffers)
-        size = message.nbytes + sum(b.nbytes for b in buffers)
-        limit = int(expansion * size) + _EXPANSION_SLACK
-        if self._decoder.max_decoded_size is not None:
-            limit = min(limit, self._decoder.max_decoded_size)
         options = {k: v for k, v in self._decoder_options.items() if k not in ("max_expansion", "max_decoded_size")}
-        return loads(message, buffers=buffers, max_expansion=None, max_decoded_size=limit,
-                     max_message_size=self.max_message_size, **options)
+        return loads_with_buffers(message, buffers, max_expansion=self._decoder.max_expansion,
+                                  max_decoded_size=self._decoder.max_decoded_size,
+                                  max_message_size=self.max_message_size, **options)
 
     def recv_bytes_and_buffers(self) -> tuple[memoryview, list[memoryview]]:
         """The next frame undecoded: the qwire message and its out-of-band buffers (read-only

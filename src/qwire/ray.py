@@ -25,7 +25,8 @@ import pickle
 from collections.abc import Iterable
 from typing import Any
 
-from ._core import dumps, loads
+from ._core import dumps
+from ._oob import loads_with_buffers
 
 __all__ = ["init", "register", "runtime_env", "setup_worker", "stats"]
 
@@ -41,7 +42,7 @@ def _type_name(t: type) -> str:
     return f"{t.__module__}:{t.__qualname__}"
 
 
-def _resolve(name: str) -> type:
+def _resolve(name: str) -> Any:
     module, _, qualname = name.partition(":")
     obj: Any = importlib.import_module(module)
     for part in qualname.split("."):
@@ -75,7 +76,7 @@ def _deserialize(payload: tuple[Any, ...]) -> Any:
         from .dask import deserialize
 
         return deserialize({"qwire-kind": sub, "qwire-segments": 1}, [message, *buffers])
-    return loads(message, buffers=buffers)
+    return loads_with_buffers(message, buffers)
 
 
 def register(types: Iterable[type]) -> None:

@@ -28,7 +28,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -70,7 +70,7 @@ def _memfd(size: int, name: str = "qwire") -> int:
     create = getattr(os, "memfd_create", None)
     if create is None:
         raise OSError(errno.ENOSYS, "os.memfd_create is not available on this platform")
-    fd = create(name, _MFD_FLAGS)
+    fd: int = create(name, _MFD_FLAGS)
     try:
         os.ftruncate(fd, size)
         fcntl.fcntl(fd, _F_ADD_SEALS, _SIZE_SEALS)
@@ -204,7 +204,7 @@ def find_region(buf: Any) -> tuple[SharedRegion, int] | None:
     return region, address - region.address
 
 
-def empty(shape: int | Sequence[int], dtype: Any = float, order: str = "C") -> np.ndarray:
+def empty(shape: int | Sequence[int], dtype: Any = float, order: Literal["C", "F"] = "C") -> np.ndarray:
     """A new uninitialised ndarray in shared memory: qwire.pipe sends it (and any view of it)
     without copying. Raises OSError where shared memory is unavailable (see `available()`)."""
     dt = np.dtype(dtype)
@@ -217,7 +217,7 @@ def empty(shape: int | Sequence[int], dtype: Any = float, order: str = "C") -> n
     return np.ndarray(shape_t, dtype=dt, buffer=allocate(count * dt.itemsize), order=order)
 
 
-def zeros(shape: int | Sequence[int], dtype: Any = float, order: str = "C") -> np.ndarray:
+def zeros(shape: int | Sequence[int], dtype: Any = float, order: Literal["C", "F"] = "C") -> np.ndarray:
     """Like `empty`, filled with zeros (a new memory file reads as zeros: nothing is written)."""
     return empty(shape, dtype, order)
 
