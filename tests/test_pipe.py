@@ -548,3 +548,42 @@ def test_large_bytes_through_shared_memory(pair):
     a, b = pair
     a.send({"blob": b"\x02" * (4 << 20)})
     assert b.recv(timeout=30) == {"blob": b"\x02" * (4 << 20)}
+
+
+def test_without_proc_segments_are_never_reused(pair, monkeypatch):
+    """Where /proc cannot reopen a descriptor, a segment is sent as a duplicate and dropped after
+    the send instead of cached (its reuse could not be proven safe)."""
+    a, b = pair
+    real_open = os.open
+
+    def no_proc(path, *args, **kwargs):
+        if str(path).startswith("/proc/self/fd/"):
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_proc)
+    x = np.full(BIG, 5.0)
+    a.send(x)
+    held = b.recv(timeout=30)
+    a.send(np.full(BIG, 6.0))
+    assert (b.recv(timeout=30) == 6.0).all() and (held == 5.0).all()
+    assert a._segments._segments == []
+
+
+def test_concurrent_senders_keep_frames_whole(pair):
+    """Several threads sending on one connection never interleave their frames."""
+    a, b = pair
+    n_threads, per_thread = 4, 5
+
+    def sender(k):
+        for i in range(per_thread):
+            a.send({"k": k, "i": i, "x": np.full(BIG // 8, float(k * 100 + i))})
+
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(n_threads)]
+    for t in threads:
+        t.start()
+    got = [b.recv(timeout=30) for _ in range(n_threads * per_thread)]
+    for t in threads:
+        t.join(30)
+    assert sorted((v["k"], v["i"]) for v in got) == [(k, i) for k in range(n_threads) for i in range(per_thread)]
+    assert all((v["x"] == v["k"] * 100 + v["i"]).all() for v in got)

@@ -248,10 +248,11 @@ class Segment:
     is free exactly when an exclusive `flock` on the sender's own description succeeds. A
     receiver killed by SIGKILL loses its descriptors, which frees the segment too."""
 
-    __slots__ = ("fd", "size", "map", "view")
+    __slots__ = ("fd", "size", "map", "view", "reusable")
 
     def __init__(self, size: int) -> None:
         self.size = size
+        self.reusable = True
         self.fd = _memfd(size, "qwire-segment")
         try:
             self.map = mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
@@ -270,8 +271,14 @@ class Segment:
         return True
 
     def reader_fd(self) -> int:
-        """A new read-only descriptor holding a shared lock: the one to send."""
-        fd = os.open(f"/proc/self/fd/{self.fd}", os.O_RDONLY | os.O_CLOEXEC)
+        """A new read-only descriptor holding a shared lock: the one to send. Without /proc there
+        is no second open file description to lock, so the segment is sent as a duplicate and
+        never reused (a lock on the sender's own description would not tell readers apart)."""
+        try:
+            fd = os.open(f"/proc/self/fd/{self.fd}", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self.reusable = False
+            return os.dup(self.fd)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BaseException:
@@ -324,7 +331,7 @@ class SegmentCache:
     def release(self, seg: Segment) -> None:
         """Give a sent segment back: it is reused once its readers are done."""
         with self._lock:
-            if self._closed:
+            if self._closed or not seg.reusable:
                 seg.close()
                 return
             self._segments.append(seg)
