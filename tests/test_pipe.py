@@ -130,14 +130,30 @@ def test_mixed_value_with_many_buffers(pair, monkeypatch):
     assert counts == [1]
 
 
-def test_table_round_trip(pair):
-    """A DataFrame arrives as the qwire Table loads(dumps(df)) gives, columns intact."""
+def test_dataframe_round_trips_exactly(pair):
+    """A DataFrame sent at the top level comes back as a DataFrame with its dtypes and index;
+    one the layout cannot carry exactly is an EncodeError (nothing sent); exact_pandas=False gives
+    qwire's Table instead."""
     pd = pytest.importorskip("pandas")
     a, b = pair
     n = 200_000
-    df = pd.DataFrame({"x": np.arange(n), "y": np.random.default_rng(3).random(n), "s": ["a", "b"] * (n // 2)})
-    got = transfer(a, b, df).to_pandas()
-    pd.testing.assert_frame_equal(got, df)
+    df = pd.DataFrame({"x": np.arange(n), "y": np.random.default_rng(3).random(n), "s": ["a", None] * (n // 2),
+                       "t": pd.date_range("2020", periods=n, freq="min").as_unit("ns").to_numpy()},
+                      index=pd.Index(np.arange(n) * 2, name="ix"))
+    pd.testing.assert_frame_equal(transfer(a, b, df), df)
+    pd.testing.assert_series_equal(transfer(a, b, df["s"]), df["s"])
+    multi = pd.DataFrame({"v": [1, 2]}, index=pd.MultiIndex.from_tuples([(1, "a"), (2, "b")]))
+    with pytest.raises(qwire.EncodeError):
+        a.send(multi)
+    assert not b.poll(0)
+    c, d = qpipe.Pipe(exact_pandas=False)
+    try:
+        plain = transfer(c, d, df.reset_index(drop=True))
+        assert isinstance(plain, qwire.Table)
+        pd.testing.assert_frame_equal(plain.to_pandas(), qwire.loads(qwire.dumps(df.reset_index(drop=True))).to_pandas())
+    finally:
+        c.close()
+        d.close()
 
 
 @settings(max_examples=40)

@@ -14,7 +14,7 @@ pickling stores out of band in its object store (zero-copy, shared by the worker
 deserializing is `qwire.loads(message, buffers=...)`, so arrays are read-only views of the object
 store. Ray still pickles the envelope (a bytes object and buffer references: nothing that builds
 other objects), and everything of a type you did not register goes through Ray's own serializer.
-pandas DataFrames, Series and Index objects use the exact layout of qwire.dask (dtypes, missing
+pandas DataFrames, Series and Index objects use qwire's exact pandas layout (as qwire.dask does) (dtypes, missing
 strings, categoricals and indexes kept); other types use qwire's type mapping (docs/TYPES.md), so
 register only types whose values round-trip (a registered dataclass, qwire.Table, ...).
 """
@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._core import dumps
+from ._pandas_layout import prepare, restore
 from ._oob import loads_with_buffers
 
 __all__ = ["init", "register", "runtime_env", "setup_worker", "stats"]
@@ -50,33 +51,18 @@ def _resolve(name: str) -> Any:
     return obj
 
 
-def _is_pandas(t: type) -> bool:
-    return t.__module__.startswith("pandas")
-
-
 def _serialize(value: Any) -> tuple[Any, ...]:
     buffers: list[pickle.PickleBuffer] = []
-    if _is_pandas(type(value)):
-        from .dask import serialize
-
-        header, frames = serialize(value)
-        _counts["serialized"] += 1
-        k = header["qwire-segments"]
-        message = b"".join(bytes(f) for f in frames[:k]) if k > 1 else bytes(frames[0])
-        return ("pandas", header["qwire-kind"], message, [pickle.PickleBuffer(f) for f in frames[k:]])
-    msg = dumps(value, buffer_callback=buffers.append)
+    kind, payload = prepare(value) if type(value).__module__.startswith("pandas") else ("value", value)
+    msg = dumps(payload, buffer_callback=buffers.append)
     _counts["serialized"] += 1
-    return ("value", "", bytes(msg), buffers)
+    return (kind, bytes(msg), buffers)
 
 
 def _deserialize(payload: tuple[Any, ...]) -> Any:
-    kind, sub, message, buffers = payload
+    kind, message, buffers = payload
     _counts["deserialized"] += 1
-    if kind == "pandas":
-        from .dask import deserialize
-
-        return deserialize({"qwire-kind": sub, "qwire-segments": 1}, [message, *buffers])
-    return loads_with_buffers(message, buffers)
+    return restore(kind, loads_with_buffers(message, buffers))
 
 
 def register(types: Iterable[type]) -> None:
