@@ -197,3 +197,16 @@ def test_packed_with_standard_library_pools():
     assert outs == [3, 3]
     with pytest.raises(TypeError):
         qpool.packed(lambda v: v)
+
+
+def frame_stats(df):
+    return df.describe()
+
+
+def test_dataframes_in_and_out_keep_their_type(executor):
+    """A DataFrame argument and a DataFrame result cross as DataFrames (dtypes, index kept)."""
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"x": np.arange(1000), "y": np.arange(1000) * 0.5}, index=pd.Index(np.arange(1000) * 3, name="i"))
+    got = executor.submit(frame_stats, df).result(timeout=60)
+    pd.testing.assert_frame_equal(got, df.describe())
+    assert executor.submit(identity, df["x"]).result(timeout=60).equals(df["x"])
