@@ -91,12 +91,13 @@ __all__ += [
 # Connections (docs/IPC.md): the client (qwire.ipc, imported on first use: sockets and ssl cost
 # ~25 ms) and the errors of the protocol layer. qwire.aio is the asyncio API.
 if TYPE_CHECKING:
-    from .ipc import Connection, connect
+    from .ipc import DEFERRED, Connection, Server, connect
 from .errors import (  # noqa: E402
     AuthenticationError,
     ConnectionClosed,
     IPCError,
     MessageTooLarge,
+    NoRequestWaiting,
     ProtocolError,
     RequestTimeout,
 )
@@ -104,25 +105,31 @@ from .errors import (  # noqa: E402
 __all__ += [
     "connect",
     "Connection",
+    "Server",
+    "DEFERRED",
     "IPCError",
     "ConnectionClosed",
     "AuthenticationError",
     "ProtocolError",
     "MessageTooLarge",
     "RequestTimeout",
+    "NoRequestWaiting",
 ]
+
+# What is imported on first use, so that `import qwire` stays lean: the connection API (from
+# qwire.ipc) and, between processes (docs/PROCESSES.md), qwire.shm, qwire.pipe and qwire.pool.
+# qwire.dask and qwire.ray are imported explicitly.
+_LAZY_FROM_IPC = ("connect", "Connection", "Server", "DEFERRED")
+_LAZY_SUBMODULES = ("shm", "pipe", "pool")
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("connect", "Connection", "Server", "DEFERRED"):
+    if name in _LAZY_FROM_IPC:
         from . import ipc
 
         return getattr(ipc, name)
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'qwire' has no attribute {name!r}")
-
-# The server (qwire.ipc.server; docs/IPC.md), imported on first use like the client.
-if TYPE_CHECKING:
-    from .ipc import DEFERRED, Server
-from .errors import NoRequestWaiting  # noqa: E402
-
-__all__ += ["Server", "DEFERRED", "NoRequestWaiting"]

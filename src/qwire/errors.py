@@ -22,6 +22,8 @@ __all__ = [
     "MessageTooLarge",
     "RequestTimeout",
     "NoRequestWaiting",
+    "FrameError",
+    "PipeClosedError",
 ]
 
 
@@ -179,3 +181,13 @@ class RequestTimeout(IPCError, TimeoutError):
 class NoRequestWaiting(QWireError, RuntimeError):
     """A server handler answered (`conn.reply`, `conn.reply_error`) when no request of that
     connection was deferred: as q's -30! on a handle with no request waiting."""
+class FrameError(DecodeError):
+    """A same-host frame (qwire.pipe) is malformed or breaks a limit: a bad header, too many
+    descriptors, a descriptor that is not a sealed memory file, a buffer outside its file.
+    Every descriptor that came with the frame has been closed."""
+
+
+class PipeClosedError(ConnectionClosed):
+    """The peer of a qwire.pipe connection went away in the middle of a frame (or the connection
+    was closed); whatever part of the frame had arrived was discarded and its descriptors closed.
+    A peer that closes cleanly between frames gives EOFError, as multiprocessing's does."""

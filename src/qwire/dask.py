@@ -1,0 +1,76 @@
+"""A `qwire` serialization family for Dask's distributed scheduler.
+
+    import qwire.dask                       # registers the family "qwire" (importing is enough)
+    cluster = LocalCluster(**qwire.dask.worker_options())      # workers import it and use it
+    client = Client(cluster, **qwire.dask.client_options())
+
+`serialize(x)` returns Dask's (header, frames) with frames = the qwire message's segments followed
+by its out-of-band buffers (`qwire.dumps(..., buffer_callback=...)`): nothing is joined or copied on
+the way out. `deserialize` decodes with `qwire.loads(message, buffers=frames)`, so arrays are
+read-only views of the frames Dask received; the message's own segments are joined only when it has
+more than one (a large in-band `bytes` or string payload).
+
+Types: NumPy arrays (any shape and native-order dtype qwire writes), pandas DataFrames, Series and
+Index objects (columns of NumPy dtypes, strings with their missing values, categoricals), NumPy
+scalars, and every Python value qwire writes, with qwire's type mapping (docs/TYPES.md). What the
+family cannot carry exactly it refuses with an exception, and Dask then tries the next family in
+the list (so keep "pickle" after "qwire" for what qwire does not cover, or leave it out to refuse
+it). Task graphs (functions and their arguments) are pickled by Dask whatever the list says: only
+data that Dask wraps for its serializers (results moved between workers, gather, scatter) uses it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ._core import dumps
+from ._pandas_layout import prepare, restore
+from ._oob import loads_with_buffers
+from .errors import EncodeError
+
+__all__ = ["FAMILY", "serialize", "deserialize", "register", "client_options", "worker_options"]
+
+FAMILY = "qwire"
+SERIALIZERS = [FAMILY, "dask", "pickle"]
+
+
+def serialize(x: Any) -> tuple[dict[str, Any], list[memoryview]]:
+    """Dask's family `dumps`: (header, frames), frames the message's segments then its buffers.
+    NotImplementedError (Dask's signal to try the next family) for what qwire does not carry."""
+    buffers: list[Any] = []
+    try:
+        kind, payload = prepare(x)
+        msg = dumps(payload, buffer_callback=buffers.append)
+    except (TypeError, EncodeError) as e:
+        raise NotImplementedError(f"qwire does not carry this {type(x).__name__}: {e}") from e
+    segments = msg.segments()
+    frames = segments + [b.raw() for b in buffers]
+    return {"qwire-kind": kind, "qwire-segments": len(segments)}, frames
+
+
+def deserialize(header: dict[str, Any], frames: list[Any]) -> Any:
+    """Dask's family `loads`."""
+    k = int(header["qwire-segments"])
+    message = frames[0] if k == 1 else b"".join(memoryview(f).cast("B") for f in frames[:k])
+    return restore(header["qwire-kind"], loads_with_buffers(message, frames[k:]))
+
+
+def register() -> None:
+    """Register the family with distributed (done when this module is imported)."""
+    from distributed.protocol.serialize import register_serialization_family
+
+    register_serialization_family(FAMILY, serialize, deserialize)  # type: ignore[no-untyped-call]
+
+
+def client_options(serializers: list[str] | None = None) -> dict[str, Any]:
+    """Keyword arguments for distributed.Client: qwire first, then Dask's own families."""
+    names = list(serializers or SERIALIZERS)
+    return {"serializers": names, "deserializers": names}
+
+
+def worker_options(serializers: list[str] | None = None) -> dict[str, Any]:
+    """Keyword arguments for LocalCluster / Worker / Nanny: the same lists, and a preload that
+    imports this module (registering the family) in every worker process."""
+    return {**client_options(serializers), "preload": ["qwire.dask"]}
+
+
+register()

@@ -1,0 +1,75 @@
+"""qwire.ray: one call registers qwire for chosen types on the driver and in every worker of a
+local Ray (num_cpus=2); values of those types cross with qwire, arrays out of band in the
+object store."""
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ray = pytest.importorskip("ray")  # in the test extra: present in CI
+
+import qwire  # noqa: E402
+import qwire.ray as qray  # noqa: E402
+
+
+@qwire.register
+@dataclasses.dataclass
+class Reading:
+    sensor: str
+    values: np.ndarray
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    qray.init([pd.DataFrame, Reading, qwire.Table], num_cpus=2, include_dashboard=False,
+              log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def frame(n):
+    return pd.DataFrame({"x": np.arange(n), "f": np.arange(n) * 0.5, "s": pd.array(["a", None] * (n // 2), dtype="str")})
+
+
+@ray.remote
+def facts(df):
+    return {"rows": len(df), "f": float(df["f"].sum()), "missing": int(df["s"].isna().sum()),
+            "writeable": bool(df["x"].to_numpy().flags.writeable), "stats": qray.stats()}
+
+
+@ray.remote
+def make_frame(n):
+    return frame(n)
+
+
+@ray.remote
+def reading_sum(r):
+    return [r.sensor, float(r.values.sum()), qray.stats()["deserialized"]]
+
+
+def test_dataframe_to_a_worker_and_back(ray_session):
+    """A DataFrame put by the driver is decoded by qwire in the worker; one made in a worker is
+    decoded by qwire in the driver, equal, its columns read-only views of the object store."""
+    df = frame(200_000)
+    ref = ray.put(df)
+    got = ray.get(facts.remote(ref), timeout=120)
+    assert got["rows"] == 200_000 and got["missing"] == 100_000 and got["f"] == float(df["f"].sum())
+    assert got["stats"]["deserialized"] >= 1
+    before = qray.stats()["deserialized"]
+    back = ray.get(make_frame.remote(200_000), timeout=120)
+    pd.testing.assert_frame_equal(back, df)
+    assert qray.stats()["deserialized"] == before + 1
+    assert not back["x"].to_numpy().flags.writeable
+
+
+def test_registered_class_in_a_worker(ray_session):
+    """A qwire-registered dataclass crosses with qwire (its array out of band)."""
+    r = Reading("t1", np.arange(100_000, dtype=np.float64))
+    sensor, total, decoded = ray.get(reading_sum.remote(r), timeout=120)
+    assert sensor == "t1" and total == float(r.values.sum()) and decoded >= 1
+
+
+def test_runtime_env_refuses_a_second_hook():
+    with pytest.raises(ValueError):
+        qray.runtime_env([pd.DataFrame], {"worker_process_setup_hook": print})
