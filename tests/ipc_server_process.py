@@ -9,15 +9,12 @@ few q queries sent as char vectors and echoes everything else (module `PeerHandl
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
-
-import qwire  # noqa: E402
-from qwire.ipc import Handler  # noqa: E402
+import qwire  # the test process's qwire: ServerProcess puts its directory on PYTHONPATH
+from qwire.ipc import Handler
 
 #: what the "big" query returns: 14 million longs, a 112 MB response
 BIG_COUNT = 14_000_000

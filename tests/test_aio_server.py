@@ -263,3 +263,25 @@ def test_tls(tmp_path):
             q.close()
 
     run(main())
+
+
+def test_defer_tokens_with_coroutine_workers():
+    """conn.defer() in an asyncio server: tasks that finish in reverse order answer their own
+    requests."""
+    async def on_sync(conn, value):
+        token = conn.defer()
+
+        async def work():
+            await asyncio.sleep(0.05 * (4 - value))  # request 3 finishes first
+            token.reply(value * 10)
+
+        asyncio.ensure_future(work())
+        return qwire.DEFERRED
+
+    async def main():
+        async with await qwire.aio.start_server(on_sync) as server:
+            q = await qwire.aio.connect("127.0.0.1", server.port)
+            assert await asyncio.gather(*(q.sync(v) for v in (1, 2, 3))) == [10, 20, 30]
+            q.close()
+
+    run(main())

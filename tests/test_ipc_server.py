@@ -434,3 +434,77 @@ def test_a_pre_encoded_message_is_sent_as_it_is():
         assert list(got) == ["a"] and np.array_equal(got["a"], np.arange(10))
         with pytest.raises(qwire.QError, match="msg_type"):
             q.sync(2)
+
+
+def test_defer_tokens_answer_their_own_request_whatever_the_order_workers_finish():
+    """Three requests deferred with conn.defer(); their workers answer in reverse order: each
+    client request still gets its own answer, and the responses leave in request order."""
+    tokens = []
+
+    def on_sync(conn, value):
+        tokens.append((value, conn.defer()))
+        return qwire.DEFERRED
+
+    with qwire.Server(on_sync) as server, qwire.connect("127.0.0.1", server.port) as q:
+        results = {}
+        threads = []
+        for v in (1, 2, 3):
+            t = threading.Thread(target=lambda v=v: results.__setitem__(v, q.sync(v)))
+            t.start()
+            threads.append(t)
+            assert wait_until(lambda: len(tokens) == v)
+        for value, token in reversed(tokens):  # the last request's worker finishes first
+            assert not token.done
+            token.reply(value * 100)
+            assert token.done
+        for t in threads:
+            t.join(5)
+        assert results == {1: 100, 2: 200, 3: 300}
+        with pytest.raises(qwire.NoRequestWaiting, match="already answered"):
+            tokens[0][1].reply(0)
+
+
+def test_defer_outside_on_sync_and_defer_then_return_a_value():
+    opened = []
+
+    class H(Handler):
+        def on_open(self, conn):
+            opened.append(conn)
+
+        def on_sync(self, conn, value):
+            token = conn.defer()
+            if value == "err":
+                token.reply_error("later, but an error")
+                return qwire.DEFERRED
+            return value  # deferred, then answered at once by the return value
+
+    with qwire.Server(H()) as server, qwire.connect("127.0.0.1", server.port) as q:
+        assert q.sync(5) == 5
+        with pytest.raises(qwire.QError, match="later, but an error"):
+            q.sync("err")
+        with pytest.raises(qwire.NoRequestWaiting, match="outside on_sync"):
+            opened[0].defer()
+
+
+def test_300_connections_open_at_once_are_all_served():
+    """300 logged-in clients held open together (a thread each on the server), each answered."""
+    with qwire.Server(lambda c, v: v + 1) as server:
+        socks = []
+        try:
+            for _ in range(300):
+                s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                s.sendall(b"u:p\x06\x00")
+                socks.append(s)
+            for s in socks:
+                assert s.recv(1) == b"\x06"
+            assert wait_until(lambda: len(server.connections) == 300)
+            for i, s in enumerate(socks):
+                s.sendall(wire_message(bytes([0xF9]) + i.to_bytes(8, "little"), msg_type=1))
+            for i, s in enumerate(socks):
+                data = b""
+                while len(data) < 17:
+                    data += s.recv(64)
+                assert qwire.loads(data) == i + 1
+        finally:
+            for s in socks:
+                s.close()

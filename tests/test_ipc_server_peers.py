@@ -14,13 +14,18 @@ import pytest
 
 from ipc_server_process import BIG_COUNT
 
+import qwire
+
 HERE = os.path.dirname(os.path.abspath(__file__))
+QWIRE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(qwire.__file__)))
 
 
 class ServerProcess:
     def __init__(self, *args: str) -> None:
+        # the qwire this test imported (an installed one in CI, src/ with an in-place build here)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([QWIRE_PARENT, HERE])}
         self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "ipc_server_process.py"), *args],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         line = self.proc.stdout.readline()
         if not line.strip():
             self.stop()

@@ -32,7 +32,7 @@ from typing import Any
 from .._core import Encoder
 from ..errors import ConnectionClosed, DecodeError, IPCError, NoRequestWaiting, ProtocolError, QError
 from ..ipc import _protocol as p
-from ..ipc.server import DEFERRED, _encode, _Hooks, _Slot, error_text
+from ..ipc.server import DEFERRED, DeferredReply, _defer, _encode, _Hooks, _Slot, error_text
 
 __all__ = ["start_server", "Server", "ServerConnection"]
 
@@ -51,7 +51,8 @@ async def _maybe_await(value: Any) -> Any:
 class ServerConnection(asyncio.BufferedProtocol):
     """One client of an asyncio `Server`, as the hooks see it: `id`, `user`, `capability`,
     `peer`, `local`, `state` (a dict for the handler), `await send(value)` (a push),
-    `reply(value)` / `reply_error(text)` (deferred answers, oldest first), `close()`."""
+    `reply(value)` / `reply_error(text)` (deferred answers, oldest first), `defer()` (inside
+    on_sync: the request's own DeferredReply), `close()`."""
 
     def __init__(self, server: Server, conn_id: int) -> None:
         self.server = server
@@ -74,6 +75,8 @@ class ServerConnection(asyncio.BufferedProtocol):
         self._drained: asyncio.Future[None] | None = None
         self._transfer_timer: asyncio.TimerHandle | None = None
         self._slots: deque[_Slot] = deque()
+        self._in_sync = False
+        self._pending: _Slot | None = None
         self._encoders: dict[str, Encoder] = {}
         self._closed = False
         self._opened = False
@@ -90,6 +93,10 @@ class ServerConnection(asyncio.BufferedProtocol):
         self._check_open()
         self._write(self._outgoing("async", value))
         await self._drain()
+
+    def defer(self) -> DeferredReply:
+        """Inside on_sync: defer the request being handled; its own DeferredReply (as qwire.Server's)."""
+        return _defer(self)
 
     def reply(self, value: Any) -> None:
         """Answer the oldest deferred request with `value` (q's -30!(h;0b;value))."""
@@ -259,22 +266,29 @@ class ServerConnection(asyncio.BufferedProtocol):
     async def _dispatch(self, frame: p.Frame, decoder: Any) -> None:
         hooks = self.server._hooks
         if frame.msg_type == p.SYNC:
-            slot = _Slot()
-            self._slots.append(slot)
             try:
                 value = decoder.decode(frame.data)
             except (DecodeError, QError) as e:
                 segments = self._outgoing("response", QError(f"badmsg: {e}"))
             else:
+                self._in_sync, self._pending = True, None
                 try:
                     result = await _maybe_await(hooks.on_sync(self, value))
                 except Exception as e:
                     result = QError(error_text(e))
+                finally:
+                    self._in_sync, token, self._pending = False, self._pending, None
+                if token is not None:  # conn.defer() was called: its slot is already in line
+                    if result is not DEFERRED and not isinstance(result, DeferredReply):
+                        self._fill(token, self._response_segments(result))
+                    return
                 if result is DEFERRED:
-                    slot.deferred = True
+                    self._queue_deferred()
                     return
                 segments = self._response_segments(result)
+            slot = _Slot()
             slot.segments = segments
+            self._slots.append(slot)
             self._flush()
             await self._drain()
         elif frame.msg_type == p.ASYNC:
@@ -309,6 +323,19 @@ class ServerConnection(asyncio.BufferedProtocol):
         slot = next((s for s in self._slots if s.deferred and s.segments is None), None)
         if slot is None:
             raise NoRequestWaiting(f"no deferred request of connection {self.id} ({self.peer}) is waiting for a reply")
+        slot.segments = segments
+        self._flush()
+
+    def _queue_deferred(self) -> _Slot:
+        slot = _Slot()
+        slot.deferred = True
+        self._slots.append(slot)
+        return slot
+
+    def _fill(self, slot: _Slot, segments: Sequence[Any]) -> None:
+        self._check_open()
+        if slot.segments is not None:
+            raise NoRequestWaiting(f"this deferred request of connection {self.id} was already answered")
         slot.segments = segments
         self._flush()
 

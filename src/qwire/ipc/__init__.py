@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ._protocol import CAPABILITY, Limits, kx_unix_path
 from .client import Connection, connect
-from .server import DEFERRED, Handler, Server, ServerConnection
+from .server import DEFERRED, DeferredReply, Handler, Server, ServerConnection
 
 __all__ = ["CAPABILITY", "Limits", "kx_unix_path", "connect", "Connection",
-           "Server", "ServerConnection", "Handler", "DEFERRED"]
+           "Server", "ServerConnection", "Handler", "DEFERRED", "DeferredReply"]

@@ -24,7 +24,8 @@ small round trip and a gigabyte message; `max_connections` bounds the threads.
 
 Deferred replies (q's -30!): `on_sync` returns `qwire.DEFERRED`, and later, from any thread,
 `conn.reply(value)` or `conn.reply_error(text)` answers that connection's oldest deferred
-request. Responses always leave in the order the requests came (the protocol has no request
+request; `token = conn.defer()` inside on_sync gives the request's own DeferredReply, for workers
+that finish in any order. Responses always leave in the order the requests came (the protocol has no request
 ids): an answer ready while an earlier request is still deferred waits for it.
 A handler may return (or push) a `qwire.Message` it encoded itself, with msg_type "response" (or
 "async"): it is sent as it is, so a value served to many clients is encoded once.
@@ -49,7 +50,7 @@ from .._core import Encoder, Message
 from ..errors import ConnectionClosed, DecodeError, EncodeError, NoRequestWaiting, ProtocolError, QError
 from . import _protocol as p
 
-__all__ = ["Server", "ServerConnection", "Handler", "DEFERRED"]
+__all__ = ["Server", "ServerConnection", "Handler", "DEFERRED", "DeferredReply"]
 
 _log = logging.getLogger("qwire.ipc.server")
 
@@ -96,7 +97,8 @@ class Handler:
 
     def on_sync(self, conn: ServerConnection, value: Any) -> Any:
         """.z.pg: the response to a sync request. An exception becomes an error reply carrying its
-        text (a QError's text as is); DEFERRED answers later through conn.reply."""
+        text (a QError's text as is); DEFERRED answers later through conn.reply (or the
+        DeferredReply of conn.defer())."""
         raise QError(NO_SYNC_HOOK)
 
     def on_async(self, conn: ServerConnection, value: Any) -> None:
@@ -153,6 +155,15 @@ def _encode(encoders: dict[str, Encoder], kind: str, value: Any) -> Message:
     return encoders[kind].encode(value)
 
 
+def _defer(conn: Any) -> DeferredReply:
+    """conn.defer() of either server: the slot of the request whose on_sync is running."""
+    if not conn._in_sync:
+        raise NoRequestWaiting(f"defer() outside on_sync: no request of connection {conn.id} is being handled")
+    if conn._pending is None:
+        conn._pending = conn._queue_deferred()
+    return DeferredReply(conn, conn._pending)
+
+
 class _Slot:
     """A sync request waiting in line (deferred, or answered behind a deferred one), in arrival
     order: its encoded answer once known."""
@@ -164,13 +175,37 @@ class _Slot:
         self.deferred = False
 
 
+class DeferredReply:
+    """The answer to one deferred request, from `conn.defer()` inside on_sync: `reply(value)` or
+    `reply_error(text)` answers exactly that request, once, from any thread (answers still leave
+    in request order). Lets workers that finish in any order answer the right request."""
+
+    __slots__ = ("_conn", "_slot")
+
+    def __init__(self, conn: Any, slot: _Slot) -> None:
+        self._conn = conn
+        self._slot = slot
+
+    @property
+    def done(self) -> bool:
+        """True once answered."""
+        return self._slot.segments is not None
+
+    def reply(self, value: Any) -> None:
+        self._conn._fill(self._slot, self._conn._response_segments(value))
+
+    def reply_error(self, text: str) -> None:
+        self._conn._fill(self._slot, self._conn._outgoing("response", QError(text)))
+
+
 class ServerConnection:
     """One client of a `Server`, as the hooks see it (q's handle, .z.w).
 
     `id` is a number unique within the server; `user` the login name; `capability` what was
     negotiated; `peer` a printable address; `local` whether the client is local (kdb+'s rule for
     compression); `state` a dict for the handler's own use. Thread-safe: `send`, `reply`,
-    `reply_error` and `close` may be called from any thread.
+    `reply_error`, `close` (and a DeferredReply's methods) may be called from any thread;
+    `defer()` only inside on_sync.
     """
 
     def __init__(self, server: Server, sock: socket.socket, address: Any, conn_id: int) -> None:
@@ -186,6 +221,8 @@ class ServerConnection:
         self._lock = threading.Lock()        # order of responses, and one writer at a time
         self._tls_lock = threading.Lock()    # OpenSSL: one call at a time on a connection
         self._slots: deque[_Slot] = deque()
+        self._in_sync = False                # on_sync of a request of this connection is running
+        self._pending: _Slot | None = None   # that request's slot, once defer() made one
         self._closed = False
         self._opened = False
         self._encoders: dict[str, Encoder] = {}
@@ -205,6 +242,11 @@ class ServerConnection:
         with self._lock:
             self._check_open()
             self._write(segments)
+
+    def defer(self) -> DeferredReply:
+        """Inside on_sync: defer the request being handled and return its DeferredReply (then
+        return DEFERRED, or the DeferredReply; a value returned instead answers it at once)."""
+        return _defer(self)
 
     def reply(self, value: Any) -> None:
         """Answer the oldest deferred request with `value` (q's -30!(h;0b;value)).
@@ -362,11 +404,18 @@ class ServerConnection:
             except (DecodeError, QError) as e:  # the frame is intact: answer and go on
                 segments = self._outgoing("response", QError(f"badmsg: {e}"))
             else:
+                self._in_sync, self._pending = True, None
                 try:
                     with self.server._hook_lock:
                         result = hooks.on_sync(self, value)
                 except Exception as e:
                     result = QError(error_text(e))
+                finally:
+                    self._in_sync, token, self._pending = False, self._pending, None
+                if token is not None:  # conn.defer() was called: its slot is already in line
+                    if result is not DEFERRED and not isinstance(result, DeferredReply):
+                        self._fill(token, self._response_segments(result))
+                    return
                 if result is DEFERRED:
                     slot = _Slot()
                     slot.deferred = True
@@ -417,6 +466,21 @@ class ServerConnection:
             if slot is None:
                 raise NoRequestWaiting(f"no deferred request of connection {self.id} ({self.peer}) "
                                        "is waiting for a reply")
+            slot.segments = segments
+            self._flush()
+
+    def _queue_deferred(self) -> _Slot:
+        slot = _Slot()
+        slot.deferred = True
+        with self._lock:
+            self._slots.append(slot)
+        return slot
+
+    def _fill(self, slot: _Slot, segments: Sequence[Any]) -> None:
+        with self._lock:
+            self._check_open()
+            if slot.segments is not None:
+                raise NoRequestWaiting(f"this deferred request of connection {self.id} was already answered")
             slot.segments = segments
             self._flush()
 
