@@ -19,7 +19,8 @@ from qwire.ipc import _protocol as p
 from ipc_peers import fake_server, read_hello, read_message
 
 HERE = Path(__file__).parent
-SRC = HERE.parent / "src"
+#: The qwire this test imported (src/ in a build tree, site-packages in CI), for the child processes.
+QWIRE_PARENT = Path(qwire.__file__).resolve().parent.parent
 PEER = HERE / "ipc_netns_peer.py"
 
 
@@ -68,7 +69,7 @@ def namespaces():
 
 
 def _in_ns(ns, *args):
-    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{HERE}"}
+    env = {**os.environ, "PYTHONPATH": f"{QWIRE_PARENT}{os.pathsep}{HERE}"}
     return ["ip", "netns", "exec", ns, sys.executable, str(PEER), *args], env
 
 
