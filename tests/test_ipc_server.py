@@ -486,6 +486,32 @@ def test_defer_outside_on_sync_and_defer_then_return_a_value():
             opened[0].defer()
 
 
+def test_defer_from_another_thread_while_on_sync_runs_is_refused():
+    """defer() belongs to the thread running on_sync: another thread calling it for the same
+    connection at that moment gets NoRequestWaiting, and the request is answered as on_sync says."""
+    inside, release, outcome = threading.Event(), threading.Event(), []
+
+    class H(Handler):
+        def on_sync(self, conn, value):
+            inside.set()
+            release.wait(10)
+            return value
+
+    with qwire.Server(H()) as server, qwire.connect("127.0.0.1", server.port) as q:
+        answer = []
+        t = threading.Thread(target=lambda: answer.append(q.sync(7)))
+        t.start()
+        assert inside.wait(10)
+        try:
+            server.connections[0].defer()
+        except qwire.NoRequestWaiting as e:
+            outcome.append(e)
+        finally:
+            release.set()
+        t.join(10)
+        assert answer == [7] and len(outcome) == 1 and "outside on_sync" in str(outcome[0])
+
+
 def test_300_connections_open_at_once_are_all_served():
     """300 logged-in clients held open together (a thread each on the server), each answered."""
     with qwire.Server(lambda c, v: v + 1) as server:

@@ -25,6 +25,7 @@ import os
 import socket
 import ssl as _ssl
 import sys
+import threading
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -75,7 +76,7 @@ class ServerConnection(asyncio.BufferedProtocol):
         self._drained: asyncio.Future[None] | None = None
         self._transfer_timer: asyncio.TimerHandle | None = None
         self._slots: deque[_Slot] = deque()
-        self._in_sync = False
+        self._sync_thread: int | None = None  # the thread running on_sync of this connection's request
         self._pending: _Slot | None = None
         self._encoders: dict[str, Encoder] = {}
         self._closed = False
@@ -271,13 +272,13 @@ class ServerConnection(asyncio.BufferedProtocol):
             except (DecodeError, QError) as e:
                 segments = self._outgoing("response", QError(f"badmsg: {e}"))
             else:
-                self._in_sync, self._pending = True, None
+                self._sync_thread, self._pending = threading.get_ident(), None
                 try:
                     result = await _maybe_await(hooks.on_sync(self, value))
                 except Exception as e:
                     result = QError(error_text(e))
                 finally:
-                    self._in_sync, token, self._pending = False, self._pending, None
+                    self._sync_thread, token, self._pending = None, self._pending, None
                 if token is not None:  # conn.defer() was called: its slot is already in line
                     if result is not DEFERRED and not isinstance(result, DeferredReply):
                         self._fill(token, self._response_segments(result))

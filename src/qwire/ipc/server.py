@@ -157,7 +157,8 @@ def _encode(encoders: dict[str, Encoder], kind: str, value: Any) -> Message:
 
 def _defer(conn: Any) -> DeferredReply:
     """conn.defer() of either server: the slot of the request whose on_sync is running."""
-    if not conn._in_sync:
+    # By thread, not by a flag: another thread calling defer() while on_sync runs is outside it
+    if conn._sync_thread != threading.get_ident():
         raise NoRequestWaiting(f"defer() outside on_sync: no request of connection {conn.id} is being handled")
     if conn._pending is None:
         conn._pending = conn._queue_deferred()
@@ -221,7 +222,7 @@ class ServerConnection:
         self._lock = threading.Lock()        # order of responses, and one writer at a time
         self._tls_lock = threading.Lock()    # OpenSSL: one call at a time on a connection
         self._slots: deque[_Slot] = deque()
-        self._in_sync = False                # on_sync of a request of this connection is running
+        self._sync_thread: int | None = None  # the thread running on_sync of this connection's request
         self._pending: _Slot | None = None   # that request's slot, once defer() made one
         self._closed = False
         self._opened = False
@@ -404,14 +405,14 @@ class ServerConnection:
             except (DecodeError, QError) as e:  # the frame is intact: answer and go on
                 segments = self._outgoing("response", QError(f"badmsg: {e}"))
             else:
-                self._in_sync, self._pending = True, None
+                self._sync_thread, self._pending = threading.get_ident(), None
                 try:
                     with self.server._hook_lock:
                         result = hooks.on_sync(self, value)
                 except Exception as e:
                     result = QError(error_text(e))
                 finally:
-                    self._in_sync, token, self._pending = False, self._pending, None
+                    self._sync_thread, token, self._pending = None, self._pending, None
                 if token is not None:  # conn.defer() was called: its slot is already in line
                     if result is not DEFERRED and not isinstance(result, DeferredReply):
                         self._fill(token, self._response_segments(result))
