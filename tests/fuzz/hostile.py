@@ -264,3 +264,8 @@ def doubling_tuples(depth, leaves=(long_atom(1), long_atom(2))):
 def shared_then(defs, last):
     """A message: a general list of the definitions, then `last` (which may refer to them)."""
     return message(general_list([general_list(defs), last]))
+
+
+def registered_custom(name, state):
+    """70 20 (`name; state): a class registered with encode/decode functions, or an enum."""
+    return ext(0x20, general_list([b"\xf5" + name.encode() + b"\x00", state]))
