@@ -636,7 +636,7 @@ cdef object _decode_extension(DState* s, Py_ssize_t start, int depth):
             value = (<object>s.ext).decode(code, payload)
     except DecodeError as e:
         if e.offset is None:
-            raise DecodeError(e.reason, start, QT_EXTENSION) from e
+            raise DecodeError(e.reason, start, QT_EXTENSION) from (e.__cause__ if e.__cause__ is not None else e)
         raise
     except MemoryError:
         raise

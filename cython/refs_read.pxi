@@ -169,7 +169,7 @@ cdef object _decode_registered(DState* s, _DecState st, Py_ssize_t start, int de
         obj = _build_registered(s, c, st, depth, index)
     except DecodeError as e:
         if e.offset is None:
-            raise DecodeError(e.reason, start, QT_EXTENSION) from e
+            raise DecodeError(e.reason, start, QT_EXTENSION) from (e.__cause__ if e.__cause__ is not None else e)
         raise
     except MemoryError:
         raise

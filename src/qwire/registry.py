@@ -170,7 +170,7 @@ class Entry:
             return self.fill(self.new(), state, strict)
         try:
             return self.decode(state)
-        except DecodeError:
+        except (DecodeError, MemoryError):
             raise
         except Exception as e:
             raise DecodeError(f"the decode function registered for {self.name!r} failed: {_describe(e)}") from e
