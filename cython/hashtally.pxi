@@ -261,11 +261,11 @@ cdef int _charge_hash(DState* s, object item, Py_ssize_t at) except -1:
     cdef Py_ssize_t size = _hash_size(s, item, at)
     s.hash_work += size
     if s.hash_work > s.hash_limit:
-        _fail_hash(f"hashing a set item or dictionary key here would visit {size if size < s.hash_limit else 'more than ' + str(s.hash_limit)} "
-              f"values: more than this {s.size}-byte message may make the decoder hash "
-              f"(MAX_HASH_WORK_PER_BYTE={MAX_HASH_WORK_PER_BYTE} x its size + {HASH_WORK_SLACK}, scaled by "
-              f"max_expansion/{DEFAULT_MAX_EXPANSION}; values shared through references count once per time they "
-              f"are reached; a trusted sender's message may pass a larger max_expansion=)", at)
+        _fail_hash(f"hashing a set item or dictionary key here makes hashing this message's items visit more than "
+                   f"{s.hash_limit} values, what this {s.size}-byte message may make the decoder hash "
+                   f"(MAX_HASH_WORK_PER_BYTE={MAX_HASH_WORK_PER_BYTE} x its size + {HASH_WORK_SLACK}, scaled by "
+                   f"max_expansion/{DEFAULT_MAX_EXPANSION}; a value reached twice through references counts twice; "
+                   f"a trusted sender's message may pass a larger max_expansion=)", at)
     return 0
 
 

@@ -207,6 +207,16 @@ def test_benign_shared_values_decode(n):
     assert back == value
 
 
+def test_known_gap_heavily_shared_hashable_values_need_max_expansion():
+    """SECURITY.md's known gap: benign sharing past the bound is refused; max_expansion opens it."""
+    shared = tuple(range(500))
+    value = {(shared, i) for i in range(1000)}
+    msg = bytes(qwire.dumps(value, refs=True))
+    with pytest.raises(DecodeError, match="hashing"):
+        qwire.loads(msg)
+    assert qwire.loads(msg, max_expansion=None) == value
+
+
 # ---- time: refusing and decoding at the limit stay within a few times benign data's per byte --
 
 def _many_chains(copies, depth, record=h.set_record):
