@@ -222,6 +222,7 @@ cdef Py_ssize_t _HASH_WORK_PER_BYTE = MAX_HASH_WORK_PER_BYTE
 cdef Py_ssize_t _HASH_WORK_SLACK = HASH_WORK_SLACK
 
 cdef enum:
+    HASH_MEMO_COST = 160             # a kept size: its dict entry, key, tuple and int (budget.pxi)
     HASH_STACK_PER_LEVEL = 512       # C stack one level of tuple hashing may take (an upper bound)
     HASH_STACK_PER_PY_LEVEL = 4096   # ... and one level through a Python __hash__ (a dataclass's)
 
@@ -343,6 +344,7 @@ cdef Py_ssize_t _hash_size(DState* s, object root, Py_ssize_t at) except -1:
             if total > cap:
                 total = cap
             if shared:
+                _charge(s, HASH_MEMO_COST, at)     # the entry below, kept for the message
                 sizes[id(x)] = (x, total)
             if depth == 0:
                 return total
