@@ -231,23 +231,33 @@ def _many_chains(copies, depth, record=h.set_record):
     return h.message(h.general_list([h.general_list(defs), h.general_list(last)]))
 
 
-def test_refusing_is_within_5x_of_benign_per_byte():
-    """Refusing the 2^64-leaf message takes about as long per byte as decoding benign data."""
-    from test_memory_bounds import _benign, benign_rate, measured_again, per_byte
+def test_refusing_is_within_3x_of_decoding_the_same_message_unhashed():
+    """Refusing the 2^64-leaf message takes about as long as decoding the same definitions with a
+    tuple of the last one in place of the set (reference records decode slower per byte than plain
+    q data, on every Python: they are the baseline that shows what the hashing bound costs)."""
+    from test_memory_bounds import measured_again, per_byte
 
-    benign = _benign()
-    one = h.shared_then(tuples(64), h.set_record([h.ref(64)]))
+    refused = h.shared_then(tuples(64), h.set_record([h.ref(64)]))
+    listed = h.shared_then(tuples(64), h.tuple_record([h.ref(64)]))
+    assert len(refused) == len(listed)
 
-    def refuse(_):
-        for _ in range(200):
-            with pytest.raises(DecodeError):
-                qwire.loads(one)
+    def many(msg):
+        def run(_):
+            for _ in range(200):
+                try:
+                    qwire.loads(msg)
+                except DecodeError:
+                    pass
+        return run
+
+    with pytest.raises(DecodeError, match="hashing"):
+        qwire.loads(refused)
 
     @measured_again()
     def check():
-        rate = per_byte(refuse, one * 200, repeat=3, gc_on=False)
-        base = benign_rate(benign, gc_on=False)
-        assert rate <= 5 * base, f"refusing: {rate * 1e9:.1f} ns/byte vs benign {base * 1e9:.1f} ns/byte"
+        rate = per_byte(many(refused), refused * 200, repeat=3, gc_on=False)
+        base = per_byte(many(listed), listed * 200, repeat=3, gc_on=False)
+        assert rate <= 3 * base, f"refusing: {rate * 1e9:.1f} ns/byte vs {base * 1e9:.1f} ns/byte unhashed"
 
     check()
 
