@@ -40,7 +40,8 @@ cdef struct DState:
     Py_ssize_t size                  # the message's length, for the error that says so
     bint stable                      # the input cannot change while it is decoded (bytes, Message)
     Py_ssize_t hash_work             # values hashing set items and dict keys visits (hashtally.pxi) ...
-    Py_ssize_t hash_limit            # ... and the most it may
+    Py_ssize_t hash_limit            # ... and the most it may (-1: not computed yet)
+    double hash_per_byte             # the decoder's factor for it, -1 for no bound
 
 
 cdef int _fail(str what, Py_ssize_t offset, int type_code=0) except -1:
@@ -198,6 +199,7 @@ cdef class Decoder:
     cdef readonly object max_decoded_size
     cdef double _expansion           # max_expansion as a number, -1 for None
     cdef Py_ssize_t _decoded_cap     # max_decoded_size, PY_SSIZE_T_MAX for None
+    cdef double _hash_per_byte       # values hashing may visit per byte (hashtally.pxi), -1 for None
     cdef readonly object _ext      # extension handler (src/qwire/extensions.py; refs.pxi reads the registry)
     cdef _Stream _stream
 
@@ -234,6 +236,8 @@ cdef class Decoder:
             self._decoded_cap = min(max_decoded_size, PY_SSIZE_T_MAX)
         self.max_expansion = max_expansion
         self.max_decoded_size = max_decoded_size
+        # hashing work scales with max_expansion, as memory does
+        self._hash_per_byte = -1 if self._expansion < 0 else _HASH_WORK_PER_BYTE * self._expansion / DEFAULT_MAX_EXPANSION
         self._ext = _default_extensions(registry, strict_fields=strict_fields)
         self._stream = None
 
@@ -317,7 +321,10 @@ cdef class Decoder:
         buffer_callback, in order (pickle protocol 5's semantics)."""
         return self._decode(data, buffers)
 
-    cdef object _decode(self, object data, object buffers=None, Py_ssize_t budget_len=-1, bint stable=False):
+    cdef object _decode(self, object data, object buffers=None):
+        return self._decode_input(data, buffers, -1, False)
+
+    cdef object _decode_input(self, object data, object buffers, Py_ssize_t budget_len, bint stable):
         if type(data) is Message:
             if (<Message>data)._layout is not None:
                 return self._decode_segmented(<Message>data, buffers)
@@ -380,8 +387,8 @@ cdef class Decoder:
             PyMem_Free(segs)
 
     cdef object _decode_message(self, const unsigned char* p, Py_ssize_t n, object base, object buffers,
-                                SegRef* segs=NULL, Py_ssize_t nsegs=0, Py_ssize_t total_len=-1,
-                                Py_ssize_t budget_len=-1, bint stable=False):
+                                SegRef* segs, Py_ssize_t nsegs, Py_ssize_t total_len,
+                                Py_ssize_t budget_len, bint stable):
         """budget_len: the bytes the limits are computed from (a compressed message's own size, not
         what it decompressed to: what the sender sent is what it may make the decoder spend)."""
         if n < HEADER_SIZE:
@@ -435,13 +442,8 @@ cdef class Decoder:
         s.stable = stable
         s.spent = 0
         s.hash_work = 0
-        # hashing work (hashtally.pxi) scales with max_expansion, as memory does; None: unbounded
-        if self._expansion < 0:
-            s.hash_limit = PY_SSIZE_T_MAX // 4
-        else:
-            lim = (<double>_HASH_WORK_PER_BYTE * self._expansion / DEFAULT_MAX_EXPANSION * <double>budget_len
-                   + _HASH_WORK_SLACK)
-            s.hash_limit = <Py_ssize_t>lim if lim < <double>(PY_SSIZE_T_MAX // 4) else PY_SSIZE_T_MAX // 4
+        s.hash_limit = -1                # computed when something is first hashed (hashtally.pxi)
+        s.hash_per_byte = self._hash_per_byte
         if self._expansion < 0:
             s.limit = s.shown_limit = self._decoded_cap
         else:
@@ -478,12 +480,6 @@ cdef class Decoder:
                 _fail(f"more out-of-band buffers were given than the message's {s.oob_count}", s.end)
             _dec_state_done(&s)     # refs.pxi: kept for the next message (the finally drops it after a failure)
             return result
-        except (DecodeError, QError, MemoryError):
-            raise
-        except Exception as e:
-            # Only qwire's errors leave the decoder: whatever else was raised while decoding (by a
-            # registered class's code, by NumPy, by CPython's own limits) says where.
-            raise DecodeError(f"cannot decode the value here: {_exception_text(e)}", s.pos) from e
         finally:
             if gc_was_enabled:
                 PyGC_Enable()
@@ -498,7 +494,7 @@ cdef class Decoder:
         # The decompressed bytes are bounded by max_decompressed_size (and by the format, ~128x the
         # input at most); what is decoded from them by the compressed size that arrived. The
         # bytearray is the decoder's own: nothing else can change it.
-        return self._decode(plain, buffers, wire_len, True)
+        return self._decode_input(plain, buffers, wire_len, True)
 
 
 cdef int _raise_q_error(DState* s) except -1:
@@ -548,7 +544,7 @@ cdef object _decode_item(DState* s, int depth):
         if s.end - s.pos >= 1 and s.buf[s.pos] == EXT_OUT_OF_BAND:
             return _decode_out_of_band(s, start)
         if s.ext != NULL:
-            return _decode_extension(s, start, depth)
+            return _decode_extension_guarded(s, start, depth)
     _bad_type(t, start)
 
 
@@ -579,7 +575,11 @@ cdef object _decode_out_of_band(DState* s, Py_ssize_t start):
     s.oob_count += 1
     if s.buffers == NULL:
         _fail("the message has out-of-band buffers; pass them with buffers=", start, QT_EXTENSION)
-    buf = next(<object>s.buffers, _NO_BUFFER)
+    try:
+        buf = next(<object>s.buffers, _NO_BUFFER)
+    except Exception as e:
+        raise DecodeError(f"the buffers iterator failed at out-of-band buffer #{index}: {_exception_text(e)}",
+                          start, QT_EXTENSION) from e
     if buf is _NO_BUFFER:
         _fail(f"out-of-band buffer #{index} is missing (only {index} were given)", start, QT_EXTENSION)
     try:
@@ -609,6 +609,21 @@ cdef object _decode_out_of_band(DState* s, Py_ssize_t start):
     s.last_code = code
     s.last_attr = attr
     return _charged(s, Vector(value, code, ATTRIBUTES[attr]), start) if attr else value
+
+
+cdef object _decode_extension_guarded(DState* s, Py_ssize_t start, int depth):
+    """_decode_extension, letting only qwire's errors out. Extension records are where code other
+    than the decoder's runs (registered classes' functions, __hash__ and __eq__, NumPy's checks):
+    anything else it raises (or CPython raises for it: RecursionError, the int-to-str limit)
+    becomes a DecodeError at the record, the original its __cause__. (Plain q data runs only the
+    decoder's own code: no handler is needed on its path.)"""
+    try:
+        return _decode_extension(s, start, depth)
+    except (DecodeError, QError, MemoryError):
+        raise
+    except Exception as e:
+        raise DecodeError(f"cannot decode the qwire extension record here: {_exception_text(e)}", start,
+                          QT_EXTENSION) from e
 
 
 cdef object _decode_extension(DState* s, Py_ssize_t start, int depth):

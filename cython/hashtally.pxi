@@ -259,6 +259,12 @@ cdef int _charge_hash(DState* s, object item, Py_ssize_t at) except -1:
     message if that takes the total past its hash work limit."""
     if _hashes_in_o1(item):
         return 0
+    cdef double lim
+    if s.hash_limit < 0:
+        # hashing work scales with max_expansion, as memory does; None: unbounded
+        lim = s.hash_per_byte * <double>s.size + <double>_HASH_WORK_SLACK
+        s.hash_limit = (PY_SSIZE_T_MAX // 4 if s.hash_per_byte < 0 or lim >= <double>(PY_SSIZE_T_MAX // 4)
+                        else <Py_ssize_t>lim)
     cdef Py_ssize_t size = _hash_size(s, item, at)
     s.hash_work += size
     if s.hash_work > s.hash_limit:
