@@ -38,10 +38,24 @@ cdef struct DState:
     Py_ssize_t limit                 # ... and the most they may take
     Py_ssize_t shown_limit           # the limit as the options state it (for the error)
     Py_ssize_t size                  # the message's length, for the error that says so
+    bint stable                      # the input cannot change while it is decoded (bytes, Message)
+    Py_ssize_t hash_work             # values hashing set items and dict keys visits (hashtally.pxi) ...
+    Py_ssize_t hash_limit            # ... and the most it may (-1: not computed yet)
+    double hash_per_byte             # the decoder's factor for it, -1 for no bound
 
 
 cdef int _fail(str what, Py_ssize_t offset, int type_code=0) except -1:
     raise DecodeError(what, offset, type_code if type_code else None)
+
+
+cdef str _exception_text(BaseException e):
+    """An exception for an error message: its type and text, bounded (its text may be long, or
+    fail to format: CPython refuses to write an int of more than 4300 digits)."""
+    try:
+        text = f"{type(e).__name__}: {e}"
+    except Exception:
+        text = type(e).__name__
+    return text if len(text) <= 300 else text[:300] + "..."
 
 
 
@@ -185,6 +199,7 @@ cdef class Decoder:
     cdef readonly object max_decoded_size
     cdef double _expansion           # max_expansion as a number, -1 for None
     cdef Py_ssize_t _decoded_cap     # max_decoded_size, PY_SSIZE_T_MAX for None
+    cdef double _hash_per_byte       # values hashing may visit per byte (hashtally.pxi), -1 for None
     cdef readonly object _ext      # extension handler (src/qwire/extensions.py; refs.pxi reads the registry)
     cdef _Stream _stream
 
@@ -205,8 +220,8 @@ cdef class Decoder:
             # exhaust a thread's stack before the depth check refused it.
             raise ValueError(f"max_depth must be between 1 and {MAX_DEPTH_LIMIT}")
         self.max_depth = max_depth
-        self.max_decompressed_size = max_decompressed_size
-        self.max_message_size = max_message_size
+        self.max_decompressed_size = _check_size_limit("max_decompressed_size", max_decompressed_size)
+        self.max_message_size = _check_size_limit("max_message_size", max_message_size)
         if max_expansion is None:
             self._expansion = -1
         else:
@@ -221,6 +236,8 @@ cdef class Decoder:
             self._decoded_cap = min(max_decoded_size, PY_SSIZE_T_MAX)
         self.max_expansion = max_expansion
         self.max_decoded_size = max_decoded_size
+        # hashing work scales with max_expansion, as memory does
+        self._hash_per_byte = -1 if self._expansion < 0 else _HASH_WORK_PER_BYTE * self._expansion / DEFAULT_MAX_EXPANSION
         self._ext = _default_extensions(registry, strict_fields=strict_fields)
         self._stream = None
 
@@ -229,49 +246,70 @@ cdef class Decoder:
     def feed(self, data):
         """Take the next bytes of a stream of messages (any chunking, down to one byte at a
         time). Complete messages are decoded by iterating over the decoder. A malformed header
-        raises DecodeError here; the stream cannot continue after one."""
-        if self._stream is None:
-            self._stream = _Stream()
+        raises DecodeError here; the stream cannot continue after one. Threads may share the
+        stream: feeding and taking messages are serialised (SECURITY.md)."""
         cdef _Stream st = self._stream
+        if st is None:
+            st = _Stream()
+            if self._stream is None:     # checked again: making one may have let another thread in
+                self._stream = st
+            st = self._stream
         cdef const unsigned char[::1] src = memoryview(data).cast("B")
         cdef Py_ssize_t pos = 0, n = src.shape[0], k
-        while pos < n:
-            if st.current is None:
-                k = min(HEADER_SIZE - st.hdr_len, n - pos)
-                memcpy(st.hdr + st.hdr_len, &src[pos], k)
-                st.hdr_len += k
+        st.acquire()
+        try:
+            while pos < n:
+                if st.current is None:
+                    k = min(HEADER_SIZE - st.hdr_len, n - pos)
+                    memcpy(st.hdr + st.hdr_len, &src[pos], k)
+                    st.hdr_len += k
+                    pos += k
+                    if st.hdr_len < HEADER_SIZE:
+                        break
+                    try:
+                        total = _parse_header(st.hdr, self.max_message_size)
+                    except DecodeError as e:
+                        raise DecodeError(f"stream: {e.reason}", st.consumed + e.offset) from None
+                    st.current = Receiver(PyBytes_FromStringAndSize(<const char*>st.hdr, HEADER_SIZE), total)
+                    st.hdr_len = 0
+                k = st.current.write(src[pos:])
                 pos += k
-                if st.hdr_len < HEADER_SIZE:
-                    break
-                try:
-                    total = _parse_header(st.hdr, self.max_message_size)
-                except DecodeError as e:
-                    raise DecodeError(f"stream: {e.reason}", st.consumed + e.offset) from None
-                st.current = Receiver(PyBytes_FromStringAndSize(<const char*>st.hdr, HEADER_SIZE), total)
-                st.hdr_len = 0
-            k = st.current.write(src[pos:])
-            pos += k
-            if st.current.filled == st.current.total:
-                st.consumed += st.current.total
-                st.ready.append(st.current.finish())
-                st.current = None
+                if st.current.filled == st.current.total:
+                    st.consumed += st.current.total
+                    st.ready.append(st.current.finish())
+                    st.current = None
+        finally:
+            st.release()
         return None
 
     @property
     def pending(self):
         """Bytes received towards the next, incomplete message."""
-        if self._stream is None:
+        cdef _Stream st = self._stream
+        if st is None:
             return 0
-        return self._stream.hdr_len + (0 if self._stream.current is None else self._stream.current.filled)
+        st.acquire()
+        try:
+            return st.hdr_len + (0 if st.current is None else st.current.filled)
+        finally:
+            st.release()
 
     def __iter__(self):
         return self
 
     def __next__(self):
         """Decode the next complete message fed so far (StopIteration when there is none yet)."""
-        if self._stream is None or not self._stream.ready:
+        cdef _Stream st = self._stream
+        if st is None or not st.ready:
             raise StopIteration
-        return self._decode(self._stream.ready.popleft(), None)
+        st.acquire()
+        try:
+            if not st.ready:
+                raise StopIteration
+            message = st.ready.popleft()
+        finally:
+            st.release()
+        return self._decode(message, None)
 
     def __reduce__(self):
         return (_make_decoder, (self.max_depth, self.max_decompressed_size, self._ext.registry, self.max_message_size,
@@ -284,12 +322,16 @@ cdef class Decoder:
         return self._decode(data, buffers)
 
     cdef object _decode(self, object data, object buffers=None):
+        return self._decode_input(data, buffers, -1, False)
+
+    cdef object _decode_input(self, object data, object buffers, Py_ssize_t budget_len, bint stable):
         if type(data) is Message:
             if (<Message>data)._layout is not None:
                 return self._decode_segmented(<Message>data, buffers)
             # One contiguous block that never changes, exported read-only: views keep the
             # Message itself alive, and no memoryview is made for it.
-            return self._decode_message(<const unsigned char*>(<Message>data)._buf, (<Message>data)._len, data, buffers)
+            return self._decode_message(<const unsigned char*>(<Message>data)._buf, (<Message>data)._len, data, buffers,
+                                        NULL, 0, -1, -1, True)
         cdef Py_buffer* view
         cdef object base
         cdef const unsigned char* p
@@ -298,6 +340,7 @@ cdef class Decoder:
             base = data
             p = <const unsigned char*>PyBytes_AS_STRING(data)
             n = PyBytes_GET_SIZE(data)
+            stable = True
         else:
             try:
                 base = PyMemoryView_FromObject(data)
@@ -313,7 +356,7 @@ cdef class Decoder:
                 raise TypeError("loads needs a C-contiguous buffer")
             p = <const unsigned char*>view.buf
             n = view.len
-        return self._decode_message(p, n, base, buffers)
+        return self._decode_message(p, n, base, buffers, NULL, 0, -1, budget_len, stable)
 
     cdef object _decode_segmented(self, Message m, object buffers):
         """A Message whose large payloads are references: decode its own bytes and take each
@@ -339,12 +382,15 @@ cdef class Decoder:
                     segs[k].len = view.len
                     segs[k].base = <PyObject*>part
                     k += 1
-            return self._decode_message(<const unsigned char*>m._buf, m._len, m, buffers, segs, nsegs, m._total)
+            return self._decode_message(<const unsigned char*>m._buf, m._len, m, buffers, segs, nsegs, m._total, -1, True)
         finally:
             PyMem_Free(segs)
 
     cdef object _decode_message(self, const unsigned char* p, Py_ssize_t n, object base, object buffers,
-                                SegRef* segs=NULL, Py_ssize_t nsegs=0, Py_ssize_t total_len=-1):
+                                SegRef* segs, Py_ssize_t nsegs, Py_ssize_t total_len,
+                                Py_ssize_t budget_len, bint stable):
+        """budget_len: the bytes the limits are computed from (a compressed message's own size, not
+        what it decompressed to: what the sender sent is what it may make the decoder spend)."""
         if n < HEADER_SIZE:
             _fail(f"message of {n} bytes is shorter than the 8-byte header", n)
         if p[0] > 1:
@@ -363,7 +409,7 @@ cdef class Decoder:
         if p[2] != 0:
             if p[2] > 2:
                 _fail(f"header byte 2 (compression) must be 0, 1 or 2, not {p[2]}", 2)
-            return self._decode_compressed(base, buffers)
+            return self._decode_compressed(base, buffers, total_len)
         cdef DState s
         cdef double lim
         s.buf = p
@@ -390,13 +436,19 @@ cdef class Decoder:
         s.segs = segs
         s.nsegs = nsegs
         s.seg_i = 0
-        s.size = total_len
+        if budget_len < 0:
+            budget_len = total_len
+        s.size = budget_len
+        s.stable = stable
         s.spent = 0
+        s.hash_work = 0
+        s.hash_limit = -1                # computed when something is first hashed (hashtally.pxi)
+        s.hash_per_byte = self._hash_per_byte
         if self._expansion < 0:
             s.limit = s.shown_limit = self._decoded_cap
         else:
             # in double: a huge ratio or message saturates at the cap instead of overflowing
-            lim = self._expansion * <double>total_len + EXPANSION_SLACK
+            lim = self._expansion * <double>budget_len + EXPANSION_SLACK
             if lim >= <double>self._decoded_cap:
                 s.limit = s.shown_limit = self._decoded_cap
             else:
@@ -435,11 +487,14 @@ cdef class Decoder:
             Py_XDECREF(s.rec_key_list)
             Py_XDECREF(s.xs)
 
-    cdef object _decode_compressed(self, object data, object buffers):
+    cdef object _decode_compressed(self, object data, object buffers, Py_ssize_t wire_len):
         from qwire import compression
         kw = {} if self.max_decompressed_size is None else {"max_size": self.max_decompressed_size}
         plain = compression.decompress(data, **kw)
-        return self._decode(plain, buffers)
+        # The decompressed bytes are bounded by max_decompressed_size (and by the format, ~128x the
+        # input at most); what is decoded from them by the compressed size that arrived. The
+        # bytearray is the decoder's own: nothing else can change it.
+        return self._decode_input(plain, buffers, wire_len, True)
 
 
 cdef int _raise_q_error(DState* s) except -1:
@@ -489,7 +544,7 @@ cdef object _decode_item(DState* s, int depth):
         if s.end - s.pos >= 1 and s.buf[s.pos] == EXT_OUT_OF_BAND:
             return _decode_out_of_band(s, start)
         if s.ext != NULL:
-            return _decode_extension(s, start, depth)
+            return _decode_extension_guarded(s, start, depth)
     _bad_type(t, start)
 
 
@@ -520,7 +575,11 @@ cdef object _decode_out_of_band(DState* s, Py_ssize_t start):
     s.oob_count += 1
     if s.buffers == NULL:
         _fail("the message has out-of-band buffers; pass them with buffers=", start, QT_EXTENSION)
-    buf = next(<object>s.buffers, _NO_BUFFER)
+    try:
+        buf = next(<object>s.buffers, _NO_BUFFER)
+    except Exception as e:
+        raise DecodeError(f"the buffers iterator failed at out-of-band buffer #{index}: {_exception_text(e)}",
+                          start, QT_EXTENSION) from e
     if buf is _NO_BUFFER:
         _fail(f"out-of-band buffer #{index} is missing (only {index} were given)", start, QT_EXTENSION)
     try:
@@ -552,6 +611,21 @@ cdef object _decode_out_of_band(DState* s, Py_ssize_t start):
     return _charged(s, Vector(value, code, ATTRIBUTES[attr]), start) if attr else value
 
 
+cdef object _decode_extension_guarded(DState* s, Py_ssize_t start, int depth):
+    """_decode_extension, letting only qwire's errors out. Extension records are where code other
+    than the decoder's runs (registered classes' functions, __hash__ and __eq__, NumPy's checks):
+    anything else it raises (or CPython raises for it: RecursionError, the int-to-str limit)
+    becomes a DecodeError at the record, the original its __cause__. (Plain q data runs only the
+    decoder's own code: no handler is needed on its path.)"""
+    try:
+        return _decode_extension(s, start, depth)
+    except (DecodeError, QError, MemoryError):
+        raise
+    except Exception as e:
+        raise DecodeError(f"cannot decode the qwire extension record here: {_exception_text(e)}", start,
+                          QT_EXTENSION) from e
+
+
 cdef object _decode_extension(DState* s, Py_ssize_t start, int depth):
     """A qwire extension record: 70, a code byte, one item (docs/FORMAT.md)."""
     _need(s, 1, "an extension record's code")
@@ -566,15 +640,23 @@ cdef object _decode_extension(DState* s, Py_ssize_t start, int depth):
     cdef Py_ssize_t before = _extension_cost(code, payload)
     _charge(s, before, start)
     try:
-        if ((code == EXT_SET or code == EXT_FROZENSET) and type(payload) is list
-                and PyList_GET_SIZE(payload) > SHARED_HASH_LIMIT):
-            value = _set_of_items(s, payload, code == EXT_FROZENSET, start)   # hashtally.pxi
+        if (code == EXT_SET or code == EXT_FROZENSET) and type(payload) is list:
+            if PyList_GET_SIZE(payload) > SHARED_HASH_LIMIT:
+                value = _set_of_items(s, payload, code == EXT_FROZENSET, start)   # hashtally.pxi
+            else:
+                for item in <list>payload:
+                    _charge_hash(s, item, start)
+                value = (<object>s.ext).decode(code, payload)
         else:
             value = (<object>s.ext).decode(code, payload)
     except DecodeError as e:
         if e.offset is None:
-            raise DecodeError(e.reason, start, QT_EXTENSION) from e
+            raise DecodeError(e.reason, start, QT_EXTENSION) from (e.__cause__ if e.__cause__ is not None else e)
         raise
+    except MemoryError:
+        raise
+    except Exception as e:
+        raise DecodeError(f"cannot decode extension record {code:#04x}: {_exception_text(e)}", start, QT_EXTENSION) from e
     s.spent -= before
     _charge(s, _object_cost(value), start)
     if type(payload) is list and value is not payload:

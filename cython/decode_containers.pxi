@@ -106,7 +106,7 @@ cdef object _decode_record(DState* s, Py_ssize_t start, int depth):
             if s.rec_key_list == <PyObject*>keys:
                 s.rec_keys_unique = 1
             if fresh:
-                _keycache_put(kstart, s.end - (kstart - s.buf), klen, nk, keys)
+                _keycache_put(kstart, s.end - (kstart - s.buf), klen, nk, keys, s.stable)
             if not exact:
                 s.spent -= cost                     # the upper bound, replaced by the real size
                 _charge(s, _object_cost(d), start)
@@ -133,6 +133,19 @@ cdef dict _tallied_dict(DState* s, list keys, list values, Py_ssize_t at):
     return d
 
 
+cdef bint _hash_charged(DState* s, list keys, Py_ssize_t at) except -1:
+    """Charge hashing these keys (hashtally.pxi) and say True; or, when the message cannot afford
+    it (or a key cannot be hashed yet), charge nothing and say False."""
+    cdef Py_ssize_t before = s.hash_work
+    try:
+        for k in keys:
+            _charge_hash(s, k, at)
+    except HashWorkError:
+        s.hash_work = before
+        return False
+    return True
+
+
 cdef dict _PyDict_FromLists(list keys, list values):
     cdef dict d = {}
     cdef Py_ssize_t i
@@ -151,12 +164,16 @@ cdef object _as_python_dict(DState* s, object keys, int key_code, list values, P
     """A Python dict when it re-encodes to the same bytes (docs/TYPES.md), else None."""
     cdef dict d
     cdef Py_ssize_t before = _dict_cost(n)      # charged before the dict grows, then its real size
+    cdef Py_ssize_t saved_work
     if key_code == QT_SYMBOL and type(keys) is cnp.ndarray:
         _charge(s, COST_LIST + COST_SLOT * n + before, start)      # the keys as a list, and the dict
         d = dict(zip((<cnp.ndarray>keys).tolist(), values))
     elif key_code == QT_LIST and type(keys) is list and n > 0:
         if all(type(k) is str and "\0" not in k for k in <list>keys):
             return None      # a Python dict with such keys writes a symbol vector
+        saved_work = s.hash_work
+        if n <= SHARED_HASH_LIMIT and not _hash_charged(s, <list>keys, start):
+            return None      # keys too costly to hash: the q dictionary hashes nothing
         _charge(s, before, start)
         try:
             if n <= SHARED_HASH_LIMIT:
@@ -166,6 +183,10 @@ cdef object _as_python_dict(DState* s, object keys, int key_code, list values, P
         except TypeError:
             s.spent -= before
             return None      # unhashable keys
+        except HashWorkError:
+            s.spent -= before
+            s.hash_work = saved_work
+            return None      # keys too costly to hash
         if d is None:
             s.spent -= before
             return None      # keys sharing hash values (hashtally.pxi): the q dictionary hashes nothing

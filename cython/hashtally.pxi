@@ -19,6 +19,7 @@ import os as _os
 
 from cpython.object cimport PyObject_Hash
 from cpython.set cimport PySet_Add, PySet_GET_SIZE
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 
 MAX_ITEMS_SHARING_A_HASH = 32
 cdef Py_ssize_t SHARED_HASH_LIMIT = MAX_ITEMS_SHARING_A_HASH   # the C copy the loops compare with
@@ -137,6 +138,7 @@ cdef bint _tallied_set_add(DState* s, HashTally* t, set target, object item, Py_
     if _few_share_a_hash(item):
         PySet_Add(target, item)
         return False
+    _charge_hash(s, item, at)
     cdef Py_ssize_t slot = _tally_slot(s, t, PyObject_Hash(item), at)
     if t.counts[slot] > SHARED_HASH_LIMIT:
         return True
@@ -153,6 +155,7 @@ cdef bint _tallied_dict_setdefault(DState* s, HashTally* t, dict target, object 
     if _few_share_a_hash(key):
         PyDict_SetDefault(target, key, value)
         return False
+    _charge_hash(s, key, at)
     cdef Py_ssize_t slot = _tally_slot(s, t, PyObject_Hash(key), at)
     if t.counts[slot] > SHARED_HASH_LIMIT:
         return True
@@ -189,3 +192,213 @@ cdef object _set_of_items(DState* s, list items, bint frozen, Py_ssize_t at):
     value = frozenset(out)
     s.spent -= set_cost
     return value
+
+
+# ---- the work of hashing one item --------------------------------------------------------------
+# CPython does not cache a tuple's hash: hashing one hashes everything inside it, every time. With
+# reference records a message can make tuple i hold tuple i-1 twice: 64 levels in 2.3 KB, and a
+# set of the last makes CPython hash 2^64 leaves (a dataclass's hash, the hash of a tuple of its
+# fields, and an uncached function value's are the same). Before the decoder hashes a set item or
+# dict key that can hold other values, it measures what hashing it will visit: every value hash()
+# reaches, a value reached twice counted twice (the size of the tree, not of the graph). Sizes of
+# values shared through references are kept for the rest of the message, so measuring is linear in
+# what the message defines, while the counts add up to what CPython would do. The total over a
+# message may not pass MAX_HASH_WORK_PER_BYTE x its size + HASH_WORK_SLACK (the factor scales with
+# the decoder's max_expansion, as memory does: max_expansion=32 allows twice as much, None no
+# bound): past it the message is a DecodeError, before anything is hashed. Comparisons are bounded with it: a set or dict compares
+# an item only with items of its exact hash, at most MAX_ITEMS_SHARING_A_HASH of them (the tally
+# above; a smaller set has fewer items), and a comparison visits at most what hashing did.
+#
+# The measure also refuses what hashing cannot do safely: a registered object still being decoded
+# (reached through a reference from inside its own fields: it has no attributes yet), and values
+# nested deeper than max_depth or than this thread's stack can hash (a value containing itself
+# through immutable ones nests without end).
+
+from qwire.values import Function as _Function
+
+MAX_HASH_WORK_PER_BYTE = 4
+HASH_WORK_SLACK = 1 << 16
+cdef Py_ssize_t _HASH_WORK_PER_BYTE = MAX_HASH_WORK_PER_BYTE
+cdef Py_ssize_t _HASH_WORK_SLACK = HASH_WORK_SLACK
+
+cdef enum:
+    HASH_MEMO_COST = 160             # a kept size: its dict entry, key, tuple and int (budget.pxi)
+    HASH_STACK_PER_LEVEL = 512       # C stack one level of tuple hashing may take (an upper bound)
+    HASH_STACK_PER_PY_LEVEL = 4096   # ... and one level through a Python __hash__ (a dataclass's)
+
+class HashWorkError(DecodeError):
+    """Hashing a set item or dict key would take more work than the message may cost, or cannot be
+    done safely (hashtally.pxi). A DecodeError; a q dictionary whose keys raise it stays a
+    qwire.Dict, which hashes nothing."""
+
+
+cdef int _fail_hash(str what, Py_ssize_t at, int type_code=0) except -1:
+    raise HashWorkError(what, at, type_code if type_code else None)
+
+
+cdef object _object_hash = object.__hash__
+cdef object _tuple_hash = tuple.__hash__
+cdef object _POST = object()         # marks, in the walk's stack, a container whose parts are done
+
+
+cdef inline bint _hashes_in_o1(object item) noexcept:
+    """Items whose hash costs a few operations and reaches nothing else: str and bytes (cached),
+    bool, float, None and int within int64."""
+    cdef type t = type(item)
+    cdef int overflow = 0
+    if t is str or t is bytes or t is float or t is bool or item is None:
+        return True
+    if t is int:
+        PyLong_AsLongLongAndOverflow(item, &overflow)
+        return overflow == 0
+    return False
+
+
+cdef int _charge_hash(DState* s, object item, Py_ssize_t at) except -1:
+    """Count what hashing `item` (a set item or dict key about to be hashed) will visit; refuse the
+    message if that takes the total past its hash work limit."""
+    if _hashes_in_o1(item):
+        return 0
+    cdef double lim
+    if s.hash_limit < 0:
+        # hashing work scales with max_expansion, as memory does; None: unbounded
+        lim = s.hash_per_byte * <double>s.size + <double>_HASH_WORK_SLACK
+        s.hash_limit = (PY_SSIZE_T_MAX // 4 if s.hash_per_byte < 0 or lim >= <double>(PY_SSIZE_T_MAX // 4)
+                        else <Py_ssize_t>lim)
+    cdef Py_ssize_t size = _hash_size(s, item, at)
+    s.hash_work += size
+    if s.hash_work > s.hash_limit:
+        _fail_hash(f"hashing a set item or dictionary key here makes hashing this message's items visit more than "
+                   f"{s.hash_limit} values, what this {s.size}-byte message may make the decoder hash "
+                   f"(MAX_HASH_WORK_PER_BYTE={MAX_HASH_WORK_PER_BYTE} x its size + {HASH_WORK_SLACK}, scaled by "
+                   f"max_expansion/{DEFAULT_MAX_EXPANSION}; a value reached twice through references counts twice; "
+                   f"a trusted sender's message may pass a larger max_expansion=)", at)
+    return 0
+
+
+cdef inline Py_ssize_t _leaf_hash_cost(object x) except -1:
+    if type(x) is int and not _hashes_in_o1(x):
+        return 1 + (<Py_ssize_t>x.bit_length() >> 6)     # a big int's hash reads all its digits
+    return 1
+
+
+cdef object _hash_parts(DState* s, object x, Py_ssize_t at, int* py_level):
+    """The values hashing x hashes (a tuple, or None when x's hash reaches nothing else)."""
+    cdef type t = type(x)
+    if t is tuple:
+        return x
+    if t is frozenset or t is str or t is bytes:
+        return None                   # cached, or (a frozenset) made from its items' kept hashes
+    h = getattr(t, "__hash__", None)
+    if h is None or h is _object_hash:
+        return None                   # unhashable (hash() will say so) or hashed by identity
+    if isinstance(x, tuple):
+        return tuple(x) if h is _tuple_hash else None
+    if isinstance(x, _Function):
+        try:
+            object.__getattribute__(x, "_hash")
+            return None               # kept from before
+        except AttributeError:
+            py_level[0] = 1
+            return tuple(x._key())
+    fields = getattr(t, "__dataclass_fields__", None)
+    if fields is not None and type(fields) is dict:
+        if s.xs != NULL and id(x) in (<_DecState>s.xs).building:
+            _fail_hash(f"a reference reaches a registered {t.__name__} object that is still being decoded "
+                  f"(from inside its own fields), and hashing it needs its fields", at, QT_EXTENSION)
+        py_level[0] = 1
+        return tuple([getattr(x, name, None) for name in <dict>fields])
+    return None                       # the class's own __hash__: its author's code
+
+
+cdef Py_ssize_t _hash_size(DState* s, object root, Py_ssize_t at) except -1:
+    """The number of values hash(root) visits (saturating past the message's limit), measured
+    without recursion; see above."""
+    cdef Py_ssize_t cap = s.hash_limit - s.hash_work + 1       # more than this is refused anyway
+    cdef int py_level = 0
+    parts = _hash_parts(s, root, at, &py_level)
+    if parts is None:
+        return _leaf_hash_cost(root)
+    cdef dict sizes = None
+    cdef bint shared = s.xs != NULL and PyList_GET_SIZE((<_DecState>s.xs).refs) > 0
+    if shared:
+        # values shared through references: each measured once per message
+        sizes = (<_DecState>s.xs).hash_sizes
+        got = sizes.get(id(root))
+        if got is not None:
+            return (<tuple>got)[1]
+    # A depth-first walk: [x, its parts, _POST] for a container, parts expanded before x is summed.
+    cdef list stack = [root, parts, py_level, _POST]
+    cdef list totals = [0]           # per open container: the sizes of its parts so far
+    cdef Py_ssize_t depth = 1, py_depth = py_level, total, n, i
+    cdef Py_ssize_t room = <const char*>&cap - s.stack_floor
+    if depth > s.max_depth or depth * HASH_STACK_PER_LEVEL + py_depth * HASH_STACK_PER_PY_LEVEL > room:
+        _fail_hash_depth(s, at)
+    # Each container's parts are pushed in reverse after its _POST record, so they are done first;
+    # parts that hash in O(1) (most) are counted at once instead.
+    _push_parts(stack, totals, parts)
+    while True:
+        x = stack.pop()
+        if x is _POST:
+            # a container's parts are all done: its size is 1 + its parts'
+            total = 1 + <Py_ssize_t>(totals.pop())
+            py_level = stack.pop()
+            parts = stack.pop()
+            x = stack.pop()
+            depth -= 1
+            py_depth -= py_level
+            if total > cap:
+                total = cap
+            if shared:
+                _charge(s, HASH_MEMO_COST, at)     # the entry below, kept for the message
+                sizes[id(x)] = (x, total)
+            if depth == 0:
+                return total
+            n = <Py_ssize_t>(totals[PyList_GET_SIZE(totals) - 1]) + total
+            totals[PyList_GET_SIZE(totals) - 1] = n if n < cap else cap
+            continue
+        total = -1
+        if shared:
+            got = sizes.get(id(x))
+            if got is not None:
+                total = (<tuple>got)[1]
+        if total < 0:
+            py_level = 0
+            parts = _hash_parts(s, x, at, &py_level)
+            if parts is None:
+                total = _leaf_hash_cost(x)
+            else:
+                depth += 1
+                py_depth += py_level
+                if depth > s.max_depth or depth * HASH_STACK_PER_LEVEL + py_depth * HASH_STACK_PER_PY_LEVEL > room:
+                    _fail_hash_depth(s, at)
+                stack.append(x)
+                stack.append(parts)
+                stack.append(py_level)
+                stack.append(_POST)
+                totals.append(0)
+                _push_parts(stack, totals, parts)
+                continue
+        n = <Py_ssize_t>(totals[PyList_GET_SIZE(totals) - 1]) + total
+        totals[PyList_GET_SIZE(totals) - 1] = n if n < cap else cap
+        if n >= cap:
+            return cap                 # refused by the caller; no need to measure the rest
+
+
+cdef int _push_parts(list stack, list totals, tuple parts) except -1:
+    cdef Py_ssize_t i, simple = 0
+    cdef PyObject* p
+    for i in range(PyTuple_GET_SIZE(parts) - 1, -1, -1):
+        p = PyTuple_GET_ITEM(parts, i)
+        if _hashes_in_o1(<object>p):
+            simple += 1
+        else:
+            stack.append(<object>p)
+    if simple:
+        totals[PyList_GET_SIZE(totals) - 1] = <Py_ssize_t>(totals[PyList_GET_SIZE(totals) - 1]) + simple
+    return 0
+
+
+cdef int _fail_hash_depth(DState* s, Py_ssize_t at) except -1:
+    return _fail_hash(f"a set item or dictionary key nests deeper than hashing it can go (max_depth={s.max_depth}, "
+                 f"or this thread's stack); a value that contains itself through immutable ones nests without end", at)

@@ -11,6 +11,8 @@ cdef class _DecState:
     cdef list refs               # index -> object (_PENDING while it is being decoded)
     cdef dict by_name            # name -> _CEntry, from when it was first needed
     cdef _CEntry last            # the class of the last registered object (the next is often the same)
+    cdef set building            # ids of registered objects whose fields are being decoded
+    cdef dict hash_sizes         # id -> (value, what hashing it visits): shared values (hashtally.pxi)
 
 
 cdef extern from "Python.h":
@@ -35,6 +37,8 @@ cdef _DecState _dec_state(DState* s):
     else:
         st = _DecState.__new__(_DecState)
         st.refs = []
+        st.building = set()
+        st.hash_sizes = {}
     Py_INCREF(st)
     s.xs = <PyObject*>st
     return st
@@ -53,6 +57,9 @@ cdef void _dec_state_done(DState* s) noexcept:
         return
     st.by_name = None              # the registry may change before the next message
     st.last = None
+    st.building.clear()
+    if st.hash_sizes:
+        st.hash_sizes = {}
     cdef list refs = st.refs
     cdef Py_ssize_t n = PyList_GET_SIZE(refs), i
     cdef PyObject** items
@@ -162,8 +169,15 @@ cdef object _decode_registered(DState* s, _DecState st, Py_ssize_t start, int de
         obj = _build_registered(s, c, st, depth, index)
     except DecodeError as e:
         if e.offset is None:
-            raise DecodeError(e.reason, start, QT_EXTENSION) from e
+            raise DecodeError(e.reason, start, QT_EXTENSION) from (e.__cause__ if e.__cause__ is not None else e)
         raise
+    except MemoryError:
+        raise
+    except Exception as e:
+        # A registered class's own code (its __new__, __setattr__, a decode function) failed, or
+        # recursed too deep: a DecodeError that says which class, with the original as its cause.
+        raise DecodeError(f"cannot decode a registered {c.entry.name!r} object: {_exception_text(e)}",
+                          start, QT_EXTENSION) from e
     # Dataclass and NamedTuple instances have one size per class; what a decode function returns
     # (an Enum member, a custom object) is charged what getsizeof says.
     # (What else a decode function allocates is its author's code, which the budget cannot see.)
@@ -187,24 +201,60 @@ cdef object _build_registered(DState* s, _CEntry c, _DecState st, int depth, Py_
             _fail(f"nesting deeper than max_depth={s.max_depth}", s.pos, QT_DICT)
     if kind == KIND_FIELDS:
         obj = _object_new(c.cls) if c.plain_new else c.cls.__new__(c.cls)
-        if index >= 0:
-            st.refs[index] = obj          # before its fields, which may refer back to it
-        if not same_fields:
-            return c.entry.fill(obj, _decode_item(s, depth + 2), (<object>s.ext).strict_fields)
-        s.pos += k
-        d = _PyDict_NewPresized(nf)
-        for i in range(nf):
-            d[fields[i]] = _decode_item(s, depth + 3)
-        if c.has_dict:
-            PyObject_GenericSetDict(obj, d, NULL)
-        else:
-            for i in range(nf):
-                _object_setattr(obj, fields[i], d[fields[i]])
-        return obj
+        if index < 0:
+            return _fill_fields(s, c, obj, same_fields, k, depth)
+        # Before its fields, which may refer back to it: while they are decoded, it is reachable
+        # but has no attributes, and hashtally.pxi refuses to hash it.
+        st.refs[index] = obj
+        st.building.add(id(obj))
+        try:
+            return _fill_fields(s, c, obj, same_fields, k, depth)
+        finally:
+            st.building.discard(id(obj))
     if kind == KIND_NAMEDTUPLE and same_fields:
         s.pos += k
         return _tuple_new(c.cls, [_decode_item(s, depth + 3) for i in range(nf)])
     return c.entry.build(_decode_item(s, depth + 2), (<object>s.ext).strict_fields)
+
+
+cdef object _fill_fields(DState* s, _CEntry c, object obj, bint same_fields, Py_ssize_t k, int depth):
+    """Set a dataclass instance's fields: from the state dict (or, when the writer's field names are
+    the reader's, straight from the values that follow them)."""
+    if not same_fields:
+        return c.entry.fill(obj, _decode_item(s, depth + 2), (<object>s.ext).strict_fields)
+    cdef tuple fields = c.fields
+    cdef Py_ssize_t nf = len(fields), i
+    s.pos += k
+    if c.has_dict and not _SET_DICT_WORKS:
+        d = PyObject_GenericGetDict(obj, NULL)
+        for i in range(nf):
+            d[fields[i]] = _decode_item(s, depth + 3)
+        return obj
+    d = _PyDict_NewPresized(nf)
+    for i in range(nf):
+        d[fields[i]] = _decode_item(s, depth + 3)
+    if c.has_dict:
+        PyObject_GenericSetDict(obj, d, NULL)
+    else:
+        for i in range(nf):
+            _object_setattr(obj, fields[i], d[fields[i]])
+    return obj
+
+
+class _SetDictProbe:
+    pass
+
+
+cdef bint _probe_set_dict():
+    """Whether an instance given a new __dict__ (PyObject_GenericSetDict) then has its items as
+    attributes. On CPython 3.13.0 an instance whose attributes live inline keeps reading those
+    (none yet): the decoder fills such an instance's own dict instead."""
+    o = _object_new(_SetDictProbe)
+    PyObject_GenericSetDict(o, {"x": 1}, NULL)
+    return getattr(o, "x", None) == 1
+
+
+cdef bint _SET_DICT_WORKS = _probe_set_dict()
 
 
 cdef object _decode_define(DState* s, _DecState st, Py_ssize_t start, int depth):
@@ -243,6 +293,7 @@ cdef object _decode_define(DState* s, _DecState st, Py_ssize_t start, int depth)
                 item = _decode_item(s, depth + 3)
                 try:
                     if n <= SHARED_HASH_LIMIT:
+                        _charge_hash(s, item, start)
                         items.add(item)
                     elif _tallied_set_add(s, &tally, items, item, start):
                         _fail_flooded("a set definition", start, QT_EXTENSION)
@@ -272,6 +323,7 @@ cdef object _decode_define_dict(DState* s, _DecState st, Py_ssize_t start, int d
     cdef Py_ssize_t klen = 0
     cdef bint fresh = True          # keys decoded here (not from the cross-message key cache)
     cdef bint tallied = False       # general-list keys: hashes a message may choose (hashtally.pxi)
+    cdef bint general = False       # general-list keys (symbols hash in O(1))
     cdef HashTally tally
     if s.buf[s.pos] == QT_SYMBOL and s.buf[s.pos + 1] == 0:
         s.pos += 2
@@ -301,6 +353,7 @@ cdef object _decode_define_dict(DState* s, _DecState st, Py_ssize_t start, int d
         d = _PyDict_NewPresized(nk)
         st.refs.append(d)     # before the keys: a registered key object may refer to d
         tallied = nk > SHARED_HASH_LIMIT
+        general = True
         keys = [_decode_item(s, depth + 2) for i in range(nk)]
     else:
         _fail("a dictionary definition's keys must be a symbol vector or a general list", s.pos, QT_DICT)
@@ -313,6 +366,8 @@ cdef object _decode_define_dict(DState* s, _DecState st, Py_ssize_t start, int d
             # and the count check below refuses the dictionary either way), cheaper than d[k] = v.
             value = _decode_item(s, depth + 2)
             if not tallied:
+                if general:
+                    _charge_hash(s, <object>PyList_GET_ITEM(keys, i), start)
                 PyDict_SetDefault(d, <object>PyList_GET_ITEM(keys, i), value)
             elif _tallied_dict_setdefault(s, &tally, d, <object>PyList_GET_ITEM(keys, i), value, start):
                 _fail_flooded("a dictionary definition", start, QT_DICT)
@@ -323,7 +378,7 @@ cdef object _decode_define_dict(DState* s, _DecState st, Py_ssize_t start, int d
     if len(d) != nk:
         _fail("a dictionary definition has duplicate keys", start, QT_DICT)
     if kstart != NULL and fresh:
-        _keycache_put(kstart, s.end - (kstart - s.buf), klen, nk, keys)   # distinct: d has them all
+        _keycache_put(kstart, s.end - (kstart - s.buf), klen, nk, keys, s.stable)   # distinct: d has them all
     if kstart != NULL:
         # remember these keys for the next dictionary (they are distinct: d has them all)
         Py_XDECREF(s.rec_key_list)

@@ -1,6 +1,11 @@
 # Receiving messages: an aligned receive buffer that grows with the bytes actually received,
 # the stream decoder behind Decoder.feed, and a structure walk that finds the largest vector.
 
+from cpython.pythread cimport (
+    NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock, PyThread_free_lock,
+    PyThread_get_thread_ident, PyThread_release_lock, PyThread_type_lock,
+)
+
 cdef enum:
     ALIGNMENT = 64
     RECEIVE_INITIAL = 1 << 16      # bytes allocated before the sender has proved more (then doubling)
@@ -109,19 +114,36 @@ def largest_vector_payload(data):
 cdef class Receiver:
     """The bytes of one message as they arrive, in a buffer that grows with what was received
     (a header's claimed length allocates nothing by itself) and that is finally placed so that the
-    payload of the message's largest vector is 64-byte aligned."""
+    payload of the message's largest vector is 64-byte aligned.
+
+    One reader's: a Receiver used from two threads at once raises RuntimeError in the second.
+    Every method checks its arguments; after finish() the Receiver takes nothing more."""
 
     cdef cnp.ndarray _store        # uint8 storage; the message lives at _store[_start:_start+_total]
     cdef Py_ssize_t _start
     cdef readonly Py_ssize_t total
     cdef readonly Py_ssize_t filled
+    cdef Py_ssize_t _lent          # bytes the last writable() view offered (what commit may count)
+    cdef bint _busy
 
     def __init__(self, header, Py_ssize_t total):
+        if total < HEADER_SIZE + 1:
+            raise ValueError(f"a message is at least {HEADER_SIZE + 1} bytes, not {total}")
         self.total = total
         self._start = 0
         self._store = np.empty(min(total, <Py_ssize_t>RECEIVE_INITIAL) + ALIGNMENT, dtype=np.uint8)
         self.filled = 0
+        self._lent = 0
+        self._busy = False
         self.write(header)
+
+    cdef int _enter(self) except -1:
+        if self._busy:
+            raise RuntimeError("a Receiver is used by two threads at once (it belongs to one reader)")
+        if self._store is None:
+            raise ValueError("this Receiver is finished (or was never initialised)")
+        self._busy = True
+        return 0
 
     cdef void _ensure(self, Py_ssize_t need):
         cdef Py_ssize_t cap = self._store.shape[0] - ALIGNMENT
@@ -136,25 +158,55 @@ cdef class Receiver:
     def write(self, data):
         """Append up to the rest of the message from data; returns how many bytes were taken."""
         cdef const unsigned char[::1] src = memoryview(data).cast("B")
-        cdef Py_ssize_t k = min(src.shape[0], self.total - self.filled)
-        if k <= 0:
-            return 0
-        self._ensure(self.filled + k)
-        memcpy(<char*>cnp.PyArray_DATA(self._store) + self._start + self.filled, &src[0], k)
-        self.filled += k
-        return k
+        self._enter()
+        cdef Py_ssize_t k
+        try:
+            self._lent = 0                # a view lent before may point at storage replaced here
+            k = min(src.shape[0], self.total - self.filled)
+            if k <= 0:
+                return 0
+            self._ensure(self.filled + k)
+            memcpy(<char*>cnp.PyArray_DATA(self._store) + self._start + self.filled, &src[0], k)
+            self.filled += k
+            return k
+        finally:
+            self._busy = False
 
     def writable(self, Py_ssize_t limit=1 << 24):
-        """A writable view of the next bytes to fill (for readinto); call commit(k) after."""
-        cdef Py_ssize_t k = min(self.total - self.filled, limit)
-        self._ensure(self.filled + k)
-        return memoryview(self._store)[self._start + self.filled:self._start + self.filled + k]
+        """A writable view of the next bytes to fill (for readinto); call commit(k) after, with k at
+        most the view's length."""
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, not {limit}")
+        self._enter()
+        cdef Py_ssize_t k
+        try:
+            k = min(self.total - self.filled, limit)
+            self._ensure(self.filled + k)
+            self._lent = k
+            return memoryview(self._store)[self._start + self.filled:self._start + self.filled + k]
+        finally:
+            self._busy = False
 
     def commit(self, Py_ssize_t k):
-        self.filled += k
+        """Count k bytes written into the view writable() returned last (0 <= k <= its length)."""
+        self._enter()
+        try:
+            if not 0 <= k <= self._lent:
+                raise ValueError(f"commit({k}): the last writable() view has {self._lent} bytes to commit")
+            self.filled += k
+            self._lent = 0
+        finally:
+            self._busy = False
 
     def finish(self):
         """The complete message as a read-only memoryview, aligned for its largest vector."""
+        self._enter()
+        try:
+            return self._finish()
+        finally:
+            self._busy = False
+
+    cdef object _finish(self):
         if self.filled != self.total:
             raise DecodeError(f"message incomplete: {self.filled} of {self.total} bytes", self.filled)
         cdef Py_ssize_t at, length
@@ -168,6 +220,7 @@ cdef class Receiver:
                 self._start = want
         out = memoryview(self._store)[self._start:self._start + self.total].toreadonly()
         self._store = None
+        self._lent = 0
         return out
 
 
@@ -191,7 +244,17 @@ cdef object _parse_header(const unsigned char* h, object limit):
     return <Py_ssize_t>total
 
 
+cdef object _check_size_limit(str name, object limit):
+    """An option that caps a size: None or an int >= 0."""
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+        raise ValueError(f"{name} must be a non-negative int or None, not {limit!r}")
+    return limit
+
+
 def read_header_length(header, limit=None):
+    """The total length a message's 8-byte header announces (DecodeError if it cannot be a
+    message, or announces more than limit)."""
+    _check_size_limit("limit", limit)
     cdef const unsigned char[::1] h = memoryview(header).cast("B")
     if h.shape[0] < HEADER_SIZE:
         raise DecodeError(f"a header is 8 bytes, got {h.shape[0]}", h.shape[0])
@@ -200,12 +263,16 @@ def read_header_length(header, limit=None):
 
 cdef class _Stream:
     """Decoder.feed's state: the header being collected, the message being received, and the
-    complete messages not yet decoded."""
+    complete messages not yet decoded. Guarded by a lock: feed and taking the next message are
+    safe from any number of threads (one thread may feed while another iterates); a thread that
+    re-enters (feeding from code the feeding runs) gets RuntimeError."""
     cdef unsigned char hdr[8]
     cdef int hdr_len
     cdef Receiver current
     cdef object ready            # collections.deque of complete message buffers
     cdef Py_ssize_t consumed     # bytes taken so far (for error offsets)
+    cdef PyThread_type_lock lock
+    cdef unsigned long owner     # the thread holding the lock
 
     def __cinit__(self):
         self.hdr_len = 0
@@ -213,3 +280,24 @@ cdef class _Stream:
         self.consumed = 0
         import collections
         self.ready = collections.deque()
+        self.lock = PyThread_allocate_lock()
+        if self.lock == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        if self.lock != NULL:
+            PyThread_free_lock(self.lock)
+
+    cdef int acquire(self) except -1:
+        cdef unsigned long me = PyThread_get_thread_ident()
+        if not PyThread_acquire_lock(self.lock, NOWAIT_LOCK):
+            if self.owner == me:
+                raise RuntimeError("Decoder.feed was re-entered from code it ran (the stream is in use)")
+            with nogil:
+                PyThread_acquire_lock(self.lock, WAIT_LOCK)
+        self.owner = me
+        return 0
+
+    cdef void release(self) noexcept:
+        self.owner = 0
+        PyThread_release_lock(self.lock)

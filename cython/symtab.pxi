@@ -259,12 +259,22 @@ cdef inline object _keycache_get(const unsigned char* p, Py_ssize_t avail, Py_ss
     return None
 
 
-cdef int _keycache_put(const unsigned char* p, Py_ssize_t avail, Py_ssize_t nbytes, Py_ssize_t nk, list keys) except -1:
+cdef int _keycache_put(const unsigned char* p, Py_ssize_t avail, Py_ssize_t nbytes, Py_ssize_t nk, list keys,
+                       bint stable) except -1:
     """Remember keys (distinct, decoded from the nk symbols in p[0:nbytes]; avail bytes are
-    readable at p)."""
+    readable at p). stable: the input cannot have changed since the keys were decoded from it.
+    Otherwise (a bytearray or other writable buffer, which code run while decoding, such as a
+    registered class's, may change) the entry's bytes are made from the keys themselves: an entry
+    is always a key list and the bytes it was decoded from, whatever happened to the input."""
     if nk == 0 or nk > KEYCACHE_MAX_KEYS or nbytes > KEYCACHE_MAX_BYTES or avail < KEYCACHE_MIN_AVAIL:
         return 0
-    kb = PyBytes_FromStringAndSize(<const char*>p, nbytes)
+    if stable:
+        kb = PyBytes_FromStringAndSize(<const char*>p, nbytes)
+    else:
+        kb = b"".join([(<str>k).encode("utf-8", "surrogateescape") + b"\0" for k in keys])
+        if PyBytes_GET_SIZE(kb) != nbytes or memcmp(PyBytes_AS_STRING(kb), p, nbytes) != 0:
+            return 0          # the input changed under the decoder: nothing from it is kept
+        p = <const unsigned char*>PyBytes_AS_STRING(kb)   # the slot is chosen from the entry's own bytes
     cdef Py_ssize_t j = _keycache_slot(p, nk)
     cdef KeyEntry* e = &_key_cache[j]
     cdef KeyEntry* other = &_key_cache[j ^ 1]

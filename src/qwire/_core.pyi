@@ -8,6 +8,7 @@ from typing import Any, Final, Literal, Protocol, SupportsIndex, TypeAlias, type
 from typing_extensions import Buffer, Self, disjoint_base
 
 from .qtypes import ATTRIBUTE_CODES as ATTRIBUTE_CODES, ATTRIBUTES as ATTRIBUTES
+from .errors import DecodeError as _DecodeError
 from .registry import Registry
 
 # Anything with the buffer protocol: bytes, bytearray, memoryview, Message, mmap, NumPy arrays.
@@ -30,6 +31,8 @@ class _Writable(Protocol):
 DEFAULT_MAX_DEPTH: Final[int]
 DEFAULT_MAX_EXPANSION: Final[int]
 MAX_ITEMS_SHARING_A_HASH: Final[int]
+MAX_HASH_WORK_PER_BYTE: Final[int]
+HASH_WORK_SLACK: Final[int]
 MAX_DEPTH_LIMIT: Final[int]
 DEFAULT_ZERO_COPY_THRESHOLD: Final[int]
 DEFAULT_OOB_THRESHOLD: Final[int]
@@ -37,6 +40,10 @@ MSG_TYPES: Final[dict[str | int, int]]
 TYPE_CODES: Final[dict[str, int]]
 CORE_RECORD_CODES: Final[dict[str, int]]
 REGISTRY_KINDS: Final[dict[str, int]]
+
+class HashWorkError(_DecodeError):
+    """Hashing a set item or dict key would visit more than the message may make the decoder hash,
+    or cannot be done safely (an object still being decoded; a value nesting without end)."""
 
 @disjoint_base
 class Message:

@@ -54,6 +54,12 @@ _H = TypeVar("_H", bound="_HandlerLike")
 
 _MISSING = object()
 
+# A Flag enum caches every combination of its members that is asked for, for the life of the
+# process: decoding may add at most this many per class (then the value is a DecodeError), so a
+# sender cannot grow the receiver's memory one new combination at a time. Values with bits no
+# member has are refused outright (SECURITY.md).
+MAX_FLAG_COMBINATIONS = 4096
+
 # Types qwire writes itself: registering them would make the same value travel two ways.
 _NATIVE = (
     type(None), bool, int, float, str, bytes, list, dict, tuple, set, frozenset, bytearray, complex,
@@ -67,7 +73,7 @@ class Entry:
 
     __slots__ = (
         "cls", "name", "kind", "fields", "field_set", "defaults", "encode", "decode", "has_dict",
-        "sym", "keys", "by_value",
+        "sym", "keys", "by_value", "flag_mask",
     )
 
     def __init__(self, cls: type, name: str, kind: int, *, fields: Iterable[str] = (),
@@ -82,6 +88,12 @@ class Entry:
         self.encode: Any = encode
         self.decode: Any = decode
         self.by_value = by_value
+        # the bits a Flag's members have (any combination of them is a value the class accepts)
+        self.flag_mask = 0
+        if by_value:
+            for member in cls.__members__.values():
+                if isinstance(member.value, int):
+                    self.flag_mask |= member.value
         self.has_dict = getattr(cls, "__dictoffset__", 0) != 0
         # Precomputed wire pieces (docs/FORMAT.md): the name as a q symbol atom, and the field
         # names as the symbol vector of the state dictionary's keys.
@@ -147,22 +159,41 @@ class Entry:
             return tuple.__new__(self.cls, self.field_values(state, strict))
         if kind == KIND_ENUM:
             if self.by_value:
-                try:
-                    return self.cls(state)
-                except ValueError:
-                    raise DecodeError(f"{self.name!r} has no member of value {state!r}") from None
+                return self._flag(state)
             member = self.cls.__members__.get(state) if type(state) is str else None
             if member is None:
-                raise DecodeError(f"{self.name!r} has no member named {state!r}")
+                if type(state) is not str:
+                    raise DecodeError(f"a registered {self.name!r} member must be named by a symbol, not a {type(state).__name__}")
+                raise DecodeError(f"{self.name!r} has no member named {state[:100]!r}{'...' if len(state) > 100 else ''}")
             return member
         if kind == KIND_FIELDS:
             return self.fill(self.new(), state, strict)
         try:
             return self.decode(state)
-        except DecodeError:
+        except (DecodeError, MemoryError):
             raise
         except Exception as e:
-            raise DecodeError(f"the decode function registered for {self.name!r} failed: {e!r}") from e
+            raise DecodeError(f"the decode function registered for {self.name!r} failed: {_describe(e)}") from e
+
+    def _flag(self, state: Any) -> Any:
+        """The Flag member or combination of members of value `state` (see MAX_FLAG_COMBINATIONS)."""
+        from .errors import DecodeError
+
+        if type(state) is not int:
+            raise DecodeError(f"the value of a registered {self.name!r} flag must be an int, not {type(state).__name__}")
+        known = self.cls._value2member_map_
+        member = known.get(state)
+        if member is not None:
+            return member
+        if state < 0 or state & ~self.flag_mask:
+            raise DecodeError(f"{self.name!r} has no member or combination of members of value {_short_int(state)}")
+        if len(known) - len(self.cls.__members__) >= MAX_FLAG_COMBINATIONS:
+            raise DecodeError(f"{self.name!r}: more than MAX_FLAG_COMBINATIONS={MAX_FLAG_COMBINATIONS} combinations of its "
+                              f"members were decoded (each one is kept by the enum for the life of the process)")
+        try:
+            return self.cls(state)
+        except Exception as e:
+            raise DecodeError(f"{self.name!r} has no member of value {_short_int(state)} ({_describe(e)})") from e
 
     # ---- encoding (the core writes dataclass and NamedTuple fields itself)
 
@@ -171,6 +202,23 @@ class Entry:
         if self.kind == KIND_ENUM:
             return obj.value if self.by_value else obj.name
         return self.encode(obj)
+
+
+def _short_int(v: int) -> str:
+    """An int for an error message: its digits, or for one too long to show (CPython refuses to
+    format more than 4300 digits) its size."""
+    if v.bit_length() <= 256:
+        return str(v)
+    return f"<an int of {v.bit_length()} bits>"
+
+
+def _describe(e: BaseException) -> str:
+    """An exception for an error message (whose own text may fail to format, or be long)."""
+    try:
+        text = f"{type(e).__name__}: {e}"
+    except Exception:
+        text = type(e).__name__
+    return text if len(text) <= 300 else text[:300] + "..."
 
 
 class Handler:

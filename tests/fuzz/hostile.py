@@ -199,3 +199,61 @@ def compression_cases():
     plain = bytes.fromhex("010200000d0000006200f56100")
     add(("compressed-table-over-atom", compressed(len(plain), b"\x00" + plain[8:]), None))
     return cases
+
+
+# ---------------------------------------------------------------------------------------------
+# shared structures: qwire's extension records (docs/FORMAT.md), reference records included
+
+NULL_INT_ATOM = b"\xfa" + struct.pack("<i", -(2**31))
+
+
+def ext(code, item):
+    """A qwire extension record (type 112): its code byte, then one item."""
+    return bytes([0x70, code]) + item
+
+
+def ref(k):
+    """70 21: a reference to object #k."""
+    return ext(0x21, b"\xfa" + struct.pack("<i", k))
+
+
+def define_immutable(item):
+    """70 23 (item; 0Ni): the item becomes the next object a reference can name."""
+    return ext(0x23, general_list([item, NULL_INT_ATOM]))
+
+
+def define(item):
+    """70 22 item: the next object, registered before its contents are read."""
+    return ext(0x22, item)
+
+
+def tuple_record(items):
+    return ext(0x01, general_list(items))
+
+
+def set_record(items, frozen=False):
+    return ext(0x03 if frozen else 0x02, general_list(items))
+
+
+def registered(name, fields):
+    """70 20 (`name; fields!values): a registered dataclass's record (fields: name -> item)."""
+    state = dictionary(symbols([f.encode() for f in fields]), general_list(list(fields.values())))
+    return ext(0x20, general_list([b"\xf5" + name.encode() + b"\x00", state]))
+
+
+def doubling_tuples(depth, leaves=(long_atom(1), long_atom(2))):
+    """Objects #0..#depth: #0 a tuple of `leaves`, #i a tuple holding #i-1 twice, so that #depth
+    spans 2^depth copies of #0 in about 35 bytes a level (issue 11's first reproducer)."""
+    defs = [define_immutable(tuple_record(list(leaves)))]
+    defs += [define_immutable(tuple_record([ref(i - 1), ref(i - 1)])) for i in range(1, depth + 1)]
+    return defs
+
+
+def shared_then(defs, last):
+    """A message: a general list of the definitions, then `last` (which may refer to them)."""
+    return message(general_list([general_list(defs), last]))
+
+
+def registered_custom(name, state):
+    """70 20 (`name; state): a class registered with encode/decode functions, or an enum."""
+    return ext(0x20, general_list([b"\xf5" + name.encode() + b"\x00", state]))

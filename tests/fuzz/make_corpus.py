@@ -120,6 +120,18 @@ def registry_messages():
     return registry_support.seed_messages()
 
 
+def shared_messages():
+    """Shared structures (the `shared` target's programs, as messages every target can read), issue
+    11's 2^64-leaf chain and its message reaching a frozen dataclass under construction."""
+    import shared_support
+
+    out = [shared_support.shared_message(bytes([i]) * i) for i in range(64)]
+    out.append(shared_support.seeds()[1])
+    out.append(bytes.fromhex("010000003500000070227020000002000000f55000630b00010000007800000001000000"
+                             "702270020000010000007021fa00000000"))
+    return out
+
+
 def compressed_forms(msgs):
     from qwire import compression
 
@@ -154,6 +166,10 @@ def main(argv):
         msgs += registry_messages()
     except Exception as e:  # noqa: BLE001
         print(f"skipping registry messages: {e}", file=sys.stderr)
+    try:
+        msgs += shared_messages()
+    except Exception as e:  # noqa: BLE001
+        print(f"skipping shared-structure messages: {e}", file=sys.stderr)
     try:
         msgs += compressed_forms(msgs)
     except Exception as e:  # noqa: BLE001

@@ -49,6 +49,21 @@ class Celsius:
         return isinstance(other, Celsius) and other.degrees == self.degrees
 
 
+@dataclasses.dataclass(frozen=True)
+class Frozen:
+    """Hashed by its fields: the shared-structure target puts it in sets and dict keys, and reaches
+    it through references from inside its own fields."""
+
+    a: object = None
+    b: object = None
+
+
+class Perms(enum.IntFlag):
+    R = 4
+    W = 2
+    X = 1
+
+
 TOUCHED: list = []
 
 
@@ -76,11 +91,13 @@ def make_registry():
     reg.register(Pair)
     reg.register(Colour)
     reg.register(Celsius, encode=lambda c: c.degrees, decode=Celsius)
+    reg.register(Frozen)
+    reg.register(Perms)
     return reg
 
 
 REGISTRY = make_registry()
-REGISTERED = (Point, Pair, Colour, Celsius)
+REGISTERED = (Point, Pair, Colour, Celsius, Frozen, Perms)
 
 # What a decode may return besides the registered classes: the values qwire builds itself.
 _BUILT_IN = (

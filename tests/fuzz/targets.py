@@ -452,5 +452,27 @@ def fuzz_registry(data):
 _REG_DECODER = None
 
 
+@target("shared", needs=lambda: hasattr(qwire, "Registry"))
+def fuzz_shared(data):
+    """Shared structures: the input seeds a program of reference records (tuples and frozen
+    dataclasses sharing earlier objects, references to objects still being defined, sets, dict
+    keys, Flag values; shared_support.py). Decoding must succeed or refuse within the CPU limit
+    per input (a 2^64-leaf hash is a finding), and build only registered classes."""
+    import registry_support
+    import shared_support
+
+    global _REG_DECODER
+    if _REG_DECODER is None:
+        _REG_DECODER = registry_support.make_registry_decoder()
+    msg = shared_support.shared_message(data)
+    res = outcome(lambda: _REG_DECODER.decode(msg), msg)
+    if res[0] == "ok":
+        try:
+            registry_support.check_only_registered(res[1])
+        except AssertionError as e:
+            raise Finding(str(e)) from None
+    check_rss()
+
+
 def available():
     return [n for n, t in TARGETS.items() if t.available()]
