@@ -24,10 +24,13 @@ def _compress_message(msg: Message, mode: bool | Literal["auto"]) -> Message:
     return msg if out is None else _message_from_bytes(out)
 
 
-def dump(obj: object, file: str | bytes | os.PathLike[str] | IO[bytes] | socket.socket | int, **kwargs: Any) -> int:
+def dump(obj: object, file: str | bytes | os.PathLike[str] | IO[bytes] | socket.socket | int,
+         protocol: int | None = None, **kwargs: Any) -> int:
     """Write `obj` as one message to a binary file object, socket or file descriptor, or to a new
-    file at a path (created or truncated, as open(path, "wb")); returns the bytes written."""
-    msg = dumps(obj, **kwargs)
+    file at a path (created or truncated, as open(path, "wb")); returns the bytes written (the
+    whole message: short writes are resumed, see Message.write_to). `protocol` is accepted, as
+    pickle.dump(obj, file, protocol) takes it, and ignored."""
+    msg = dumps(obj, protocol, **kwargs)
     if isinstance(file, (str, bytes, os.PathLike)):
         with open(file, "wb") as f:
             return msg.write_to(f)
