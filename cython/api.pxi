@@ -8,12 +8,11 @@ cdef str _ASYNC = "async"     # the default's own object: dumps compares by iden
 cdef Decoder _DEFAULT_DECODER = Decoder()
 cdef list _OPTION_ENCODERS = [{} for _ in range(8)]   # [q_compatible | refs << 1 | allow_on_disk << 2][msg_type]
 cdef Decoder _STRICT_DECODER = Decoder(strict_fields=True)
-cdef object _DEFAULT_SHARED = DEFAULT_MAX_SHARED_EXPANSION   # a C global: dumps compares by identity, no lookup
 
 
 def dumps(obj, protocol=None, *, msg_type="async", compress=False, buffer_callback=None, q_compatible=False,
           refs=False, registry=None, allow_on_disk=False, max_depth=None, zero_copy_threshold=None, capability=None,
-          oob_threshold=None, max_shared_expansion=DEFAULT_MAX_SHARED_EXPANSION):
+          oob_threshold=None):
     """Serialize `obj` as one q IPC message and return it as a `Message`.
 
     protocol: accepted, as pickle.dumps(obj, protocol) takes it, and ignored (an int or None):
@@ -31,7 +30,6 @@ def dumps(obj, protocol=None, *, msg_type="async", compress=False, buffer_callba
     registry: the qwire.Registry of classes to write (default: qwire.default_registry).
     allow_on_disk: copy memory-mapped arrays, mmaps and open files in (default: OnDiskObjectError).
     max_depth, zero_copy_threshold, capability, oob_threshold: Encoder options (None: its default).
-    max_shared_expansion: as for Encoder (default 64; None: no limit on copies of shared structure).
     """
     cdef Encoder enc
     cdef int flags
@@ -39,23 +37,20 @@ def dumps(obj, protocol=None, *, msg_type="async", compress=False, buffer_callba
         raise TypeError(f"protocol must be an int or None (it is ignored), not {type(protocol).__name__}")
     if (msg_type is _ASYNC and buffer_callback is None and registry is None and q_compatible is False
             and allow_on_disk is False and max_depth is None and zero_copy_threshold is None
-            and capability is None and oob_threshold is None and (refs is False or refs is True)
-            and max_shared_expansion is _DEFAULT_SHARED):
+            and capability is None and oob_threshold is None and (refs is False or refs is True)):
         # The common calls, dumps(obj) and dumps(obj, refs=True): a default async Encoder, no lookups.
         enc = _ASYNC_REFS_ENCODER if refs else _ASYNC_ENCODER
     elif type(msg_type) is not str and type(msg_type) is not int:
         enc = Encoder(msg_type)         # raises the ValueError naming it (the caches below hash msg_type)
     elif (buffer_callback is not None or max_depth is not None or zero_copy_threshold is not None
-            or capability is not None or oob_threshold is not None
-            or max_shared_expansion is not _DEFAULT_SHARED):
+            or capability is not None or oob_threshold is not None):
         # A one-off Encoder; the options left at None keep the Encoder's defaults. (Named options
         # rather than **options: a keyword call builds no dict on the paths above and below.)
         options = {name: value for name, value in (("max_depth", max_depth), ("zero_copy_threshold", zero_copy_threshold),
                                                    ("capability", capability), ("oob_threshold", oob_threshold))
                    if value is not None}
         enc = Encoder(msg_type, buffer_callback=buffer_callback, q_compatible=q_compatible, refs=refs,
-                      registry=registry, allow_on_disk=allow_on_disk, max_shared_expansion=max_shared_expansion,
-                      **options)
+                      registry=registry, allow_on_disk=allow_on_disk, **options)
     elif registry is None and q_compatible is False and refs is False and allow_on_disk is False:
         enc = _DEFAULT_ENCODERS.get(msg_type)
         if enc is None:

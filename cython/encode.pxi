@@ -142,10 +142,8 @@ cdef class Encoder:
         w.xs = NULL                     # refs.pxi
         w.refs = self.refs
         w.rec_n = 0
-        w.shared = NULL
+        w.shared = NULL                 # (its counters are set when it is made: refs.pxi)
         w.shared_ratio = self._shared_ratio
-        w.repeated = 0
-        w.repeat_until = 0
         cdef object layout = None
         cdef bint ok = False
         try:
@@ -175,7 +173,8 @@ cdef class Encoder:
                 raise _unexpected_error(obj, exc, w.len) from exc
             raise
         finally:
-            _shared_done(&w)                # refs.pxi
+            if w.shared != NULL:
+                _shared_done(&w)            # refs.pxi
             Py_XDECREF(w.layout)
             _enc_state_done(&w, ok)         # refs.pxi: kept for the next call only after a success
             _forget_record(&w)

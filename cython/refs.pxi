@@ -732,6 +732,8 @@ cdef int _shared_note(WState* w, object obj, Py_ssize_t span) except -1:
         if m == NULL:
             raise MemoryError()
         w.shared = <void*>m
+        w.repeated = 0
+        w.repeat_until = 0
     if _pm_get(m, <void*>obj) >= 0:
         return 0
     _pm_set(m, <void*>obj, span)
@@ -754,7 +756,7 @@ cdef int _shared_seen(WState* w, object obj) except -1:
             f"shared structure: this {_qualname(type(obj))} of {span} bytes is written again; copies of containers "
             f"reached more than once would take {w.repeated} bytes, more than max_shared_expansion={w.shared_ratio} "
             f"times the {distinct} bytes of distinct content plus {SHARED_COPY_ALLOWANCE} (refs=True sends each "
-            "shared object once; max_shared_expansion=None lifts the limit)", type(obj))
+            "shared object once; Encoder(max_shared_expansion=None) lifts the limit)", type(obj))
         err._culprit = obj
         raise err
     return 0

@@ -94,9 +94,9 @@ def test_the_limit_scales_with_distinct_content():
     big = list(range(100_000))          # ~900 KB written per copy
     value = [big] * 40                  # ~35 MB of copies of 0.9 MB distinct
     with pytest.raises(qwire.EncodeError, match="shared structure"):
-        qwire.dumps(value, max_shared_expansion=2)
+        qwire.Encoder(max_shared_expansion=2).encode(value)
     assert len(qwire.dumps(value)) > 30_000_000            # the default (64x) allows it
-    assert len(qwire.dumps(value, max_shared_expansion=None)) > 30_000_000
+    assert len(qwire.Encoder(max_shared_expansion=None).encode(value)) > 30_000_000
 
 
 def test_the_option_is_checked_and_kept():
@@ -119,5 +119,5 @@ def test_no_limit_writes_the_copies():
         x = [x, x]
     with pytest.raises(qwire.EncodeError, match="shared structure"):
         qwire.dumps(x)
-    out = qwire.dumps(x, max_shared_expansion=None)
+    out = qwire.Encoder(max_shared_expansion=None).encode(x)
     assert len(out) > 256 * 180_000

@@ -175,7 +175,6 @@ def dumps(
     zero_copy_threshold: int | None = None,
     capability: Literal[3, 4, 5, 6] | None = None,
     oob_threshold: int | None = None,
-    max_shared_expansion: int | None = 64,
 ) -> Message: ...
 
 # loads forwards its options to a Decoder (None: the Decoder's default).
