@@ -275,30 +275,34 @@ cdef class Encoder:
     cdef int _enc_float(self, WState* w, double d) except -1:
         return _w_float_atom(w, -QT_FLOAT, d)
 
-    cdef int _enter(self, WState* w, object container, int depth) except -1:
-        """Depth check for a container; names a cycle when the limit is hit by one."""
+    cdef inline int _enter(self, WState* w, object container, int depth) except -1:
+        """Depth check for a container (the refusal, which names a cycle when one caused it, is
+        out of line so that this stays small enough to inline)."""
         cdef char here
-        cdef int k
         if depth >= self.max_depth or (depth > 16 and <const char*>&here < qw_stack_floor()):
-            if depth < self.max_depth:
-                deep = f"nesting too deep for this thread's stack ({depth} levels)"
-            else:
-                deep = f"nesting deeper than max_depth={self.max_depth}"
-            # Only the entries of the path to here (the containers being written, so alive): the
-            # others may name freed objects whose addresses were reused.
-            for k in range(1, min(depth, 64) + 1):
-                if w.ring[(depth - k) & 63] == <void*>container:
-                    err = EncodeError(
-                        f"circular reference at depth {depth}: a {type(container).__name__} contains itself "
-                        "(q values are trees; pass refs=True to keep shared and circular references)",
-                        type(container))
-                    err._not_a_cycle = deep       # what to say if no cycle is found from the root
-                    raise err
-            raise EncodeError(deep, type(container))
+            return self._too_deep(w, container, depth)
         w.ring[depth & 63] = <void*>container
         if w.shared != NULL:
             _shared_seen(w, container)          # refs.pxi: a large container written again?
         return 0
+
+    cdef int _too_deep(self, WState* w, object container, int depth) except -1:
+        cdef int k
+        if depth < self.max_depth:
+            deep = f"nesting too deep for this thread's stack ({depth} levels)"
+        else:
+            deep = f"nesting deeper than max_depth={self.max_depth}"
+        # Only the entries of the path to here (the containers being written, so alive): the
+        # others may name freed objects whose addresses were reused.
+        for k in range(1, min(depth, 64) + 1):
+            if w.ring[(depth - k) & 63] == <void*>container:
+                err = EncodeError(
+                    f"circular reference at depth {depth}: a {type(container).__name__} contains itself "
+                    "(q values are trees; pass refs=True to keep shared and circular references)",
+                    type(container))
+                err._not_a_cycle = deep       # what to say if no cycle is found from the root
+                raise err
+        raise EncodeError(deep, type(container))
 
     cdef int _enc_list(self, WState* w, list items, int attr, int depth) except -1:
         self._enter(w, items, depth)

@@ -129,3 +129,31 @@ def test_arrays_made_during_encoding_keep_their_own_data():
     out = qwire.loads(qwire.dumps(value, refs=True))
     assert [a.tolist() for a in out] == [[0.0, 1.0, 2.0]] * 2 + [[0.0, 1.0, 2.0, 3.0]] * 2
     assert len({id(a) for a in out}) == 4
+
+
+def test_a_temporary_whose_finalizer_encodes_again():
+    """Releasing the memo's temporaries may run their __del__, which may encode with refs=True
+    itself: both messages come out whole, and the next encode is unaffected."""
+    registry = qwire.Registry()
+    inner = []
+
+    @dataclasses.dataclass
+    class Temp:
+        n: int
+
+        def __del__(self):
+            inner.append(qwire.dumps([[self.n], [self.n]], refs=True))
+
+    class Source:
+        def __init__(self, n):
+            self.n = n
+
+    registry.register(Temp, "test.Temp")
+    registry.register(Source, "test.Source", encode=lambda s: Temp(s.n), decode=lambda t: Source(t.n))
+    m = qwire.dumps([Source(i) for i in range(4)], refs=True, registry=registry)
+    gc.collect()
+    made_while_encoding = list(inner)      # (decoding below makes Temps too, whose __del__ runs later)
+    assert sorted(qwire.loads(x)[0][0] for x in made_while_encoding) == [0, 1, 2, 3]
+    assert all(len(qwire.loads(x)) == 2 for x in made_while_encoding)
+    assert [s.n for s in qwire.loads(m, registry=registry)] == [0, 1, 2, 3]
+    assert qwire.loads(qwire.dumps([[5], [6]], refs=True)) == [[5], [6]]

@@ -90,6 +90,7 @@ def test_a_large_memoryview_is_not_copied():
     assert qwire.loads(bytes(m))[5] == 7.0
 
 
+@pytest.mark.filterwarnings("ignore:A builtin ctypes object gave a PEP3118 format string")
 def test_a_released_or_odd_memoryview_is_an_encode_error():
     mv = memoryview(b"abc")
     mv.release()
