@@ -191,7 +191,7 @@ cdef void _pm_release_keys(PtrMap* m) noexcept:
         return
     for i in range(m.mask + 1):
         if m.slots[i].key != NULL:
-            Py_DECREF(<object>m.slots[i].key)
+            Py_XDECREF(<PyObject*>m.slots[i].key)
 
 
 cdef void _pm_free(PtrMap* m) noexcept:
@@ -263,8 +263,11 @@ cdef tuple _compiled(object registry):
 cdef class _EncState:
     """One encode call's state for extension records (created when the first one is written, or
     up front with refs=True)."""
-    cdef PtrMap memo             # tracked object -> index; owns a reference to each object, so that no
-                                 # address it holds can be reused by another object during the call
+    cdef PtrMap memo             # tracked object -> index (its keys are held in `held`)
+    cdef PyObject** held         # index -> tracked object, a reference each: no address in the memo
+                                 # can be reused by another object during the call
+    cdef Py_ssize_t held_cap
+    cdef PyObject*[16] held_small
     cdef PtrMap active           # objects of the second kind being written -> memo.used when entered
     cdef PtrSlot[16] small       # the memo's first table (most messages track few objects)
     cdef int ext_depth           # depth of the innermost extension payload being written
@@ -277,7 +280,7 @@ cdef class _EncState:
                                  # until the message is written
 
     def __dealloc__(self):
-        _pm_release_keys(&self.memo)
+        _held_release(self, self.memo.used)
         self.memo.used = 0
         _pm_free(&self.memo)
         _pm_free(&self.active)
@@ -302,6 +305,8 @@ cdef _EncState _enc_state(WState* w, Encoder enc):
         xs = _EncState.__new__(_EncState)      # zeroed memory, small table included
         xs.memo.slots = xs.small
         xs.memo.mask = 15
+        xs.held = xs.held_small
+        xs.held_cap = 16
     xs.ext = enc._ext
     Py_INCREF(xs)
     w.xs = <PyObject*>xs
@@ -324,7 +329,7 @@ cdef void _enc_state_done(WState* w, bint ok) noexcept:
     if xs.memo.used:
         # May free values (temporaries the memo kept alive) and run their __del__: xs is not
         # reachable from anywhere yet, so a nested encode makes its own state.
-        _pm_release_keys(&xs.memo)
+        _held_release(xs, xs.memo.used)
         _pm_free(&xs.memo)         # a table grown past the small one goes back to the heap
         for i in range(16):        # keys only: a slot's value is read only where its key is set
             xs.small[i].key = NULL
@@ -380,9 +385,44 @@ cdef inline int _memo_add(_EncState xs, object obj) except -1:
     must not leave its address to a later object, which would be written as a reference to it."""
     if xs.memo.used >= 0x7FFFFFFE:
         raise EncodeError("refs=True: more than 2**31 - 2 objects to track in one message")
-    _pm_set(&xs.memo, <void*>obj, xs.memo.used)
+    cdef Py_ssize_t index = xs.memo.used
+    if index >= xs.held_cap:
+        _held_grow(xs)
+    _pm_set(&xs.memo, <void*>obj, index)
     Py_INCREF(obj)
+    xs.held[index] = <PyObject*>obj
     return 0
+
+
+cdef int _held_grow(_EncState xs) except -1:
+    cdef Py_ssize_t cap = xs.held_cap * 4
+    cdef PyObject** p
+    if xs.held == xs.held_small:
+        p = <PyObject**>PyMem_Malloc(cap * sizeof(PyObject*))
+        if p != NULL:
+            memcpy(p, xs.held, xs.held_cap * sizeof(PyObject*))
+    else:
+        p = <PyObject**>PyMem_Realloc(xs.held, cap * sizeof(PyObject*))
+    if p == NULL:
+        raise MemoryError()
+    xs.held = p
+    xs.held_cap = cap
+    return 0
+
+
+cdef void _held_release(_EncState xs, Py_ssize_t n) noexcept:
+    """Drop the memo's references (may free temporaries and run their __del__: xs is reachable
+    from nowhere by then, so a nested encode makes its own state)."""
+    cdef Py_ssize_t i
+    cdef PyObject** held = xs.held
+    if held == NULL:
+        return
+    xs.held = xs.held_small
+    xs.held_cap = 16
+    for i in range(n):
+        Py_XDECREF(held[i])
+    if held != xs.held_small:
+        PyMem_Free(held)
 
 
 cdef inline object _kept(_EncState xs, object value):
