@@ -267,7 +267,7 @@ cdef class _EncState:
     cdef PyObject** held         # index -> tracked object, a reference each: no address in the memo
                                  # can be reused by another object during the call
     cdef Py_ssize_t held_cap
-    cdef PyObject*[16] held_small
+    cdef PyObject* held_small[16]
     cdef PtrMap active           # objects of the second kind being written -> memo.used when entered
     cdef PtrSlot[16] small       # the memo's first table (most messages track few objects)
     cdef int ext_depth           # depth of the innermost extension payload being written
