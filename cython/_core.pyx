@@ -48,7 +48,7 @@ from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memchr, memcmp, memcpy, memmove
 
-from qwire.errors import DecodeError, EncodeError, QError
+from qwire.errors import DecodeError, EncodeError, QError, QWireError
 from qwire.qtypes import ATTRIBUTE_CODES, ATTRIBUTES
 from qwire.values import (
     ELIDED, BinaryPrimitive, Composition, DateTime, Derived, Dict, Function, Iterator, KeyedTable, Lambda,

@@ -10,11 +10,13 @@ cdef list _OPTION_ENCODERS = [{} for _ in range(8)]   # [q_compatible | refs << 
 cdef Decoder _STRICT_DECODER = Decoder(strict_fields=True)
 
 
-def dumps(obj, *, msg_type="async", compress=False, buffer_callback=None, q_compatible=False, refs=False,
-          registry=None, allow_on_disk=False, max_depth=None, zero_copy_threshold=None, capability=None,
+def dumps(obj, protocol=None, *, msg_type="async", compress=False, buffer_callback=None, q_compatible=False,
+          refs=False, registry=None, allow_on_disk=False, max_depth=None, zero_copy_threshold=None, capability=None,
           oob_threshold=None):
     """Serialize `obj` as one q IPC message and return it as a `Message`.
 
+    protocol: accepted, as pickle.dumps(obj, protocol) takes it, and ignored (an int or None):
+      qwire has one format.
     msg_type: "async" (0, the default), "sync" (1) or "response" (2): the header's message type.
     compress: False; True compresses with kdb+'s algorithm when kdb+ would find it worthwhile (the
       result is at most half the plain size, else the plain message is kept); "auto" also applies
@@ -31,6 +33,8 @@ def dumps(obj, *, msg_type="async", compress=False, buffer_callback=None, q_comp
     """
     cdef Encoder enc
     cdef int flags
+    if protocol is not None and type(protocol) is not int:
+        raise TypeError(f"protocol must be an int or None (it is ignored), not {type(protocol).__name__}")
     if (msg_type is _ASYNC and buffer_callback is None and registry is None and q_compatible is False
             and allow_on_disk is False and max_depth is None and zero_copy_threshold is None
             and capability is None and oob_threshold is None and (refs is False or refs is True)):

@@ -68,6 +68,13 @@ DEFAULT_MAX_DEPTH = 256
 MAX_DEPTH_LIMIT = 100000    # the most max_depth may be set to; the thread's stack floor also applies
 DEFAULT_ZERO_COPY_THRESHOLD = 64 * 1024
 DEFAULT_OOB_THRESHOLD = 64 * 1024
+# Copies of shared structure (refs=False writes a container reached twice twice): the bytes of
+# copies may be at most DEFAULT_MAX_SHARED_EXPANSION times the bytes of distinct content, plus
+# SHARED_COPY_ALLOWANCE; only containers of at least SHARED_SPAN_MIN bytes are followed (refs.pxi).
+DEFAULT_MAX_SHARED_EXPANSION = 64
+cdef enum:
+    SHARED_COPY_ALLOWANCE = 16 * 1024 * 1024
+    SHARED_SPAN_MIN = 64 * 1024
 
 # Extension record codes the core handles itself (docs/FORMAT.md); 0x30..0x3F are reserved.
 cdef enum:

@@ -16,8 +16,13 @@ cdef class Encoder:
     buffer_callback: pickle protocol 5's: called with a pickle.PickleBuffer for each vector of
       at least oob_threshold bytes whose layout is NumPy's; a false return sends it out of band
       (the message records only its header), a true one keeps it in band.
+    max_shared_expansion: without refs a container reached twice is written twice; the copies of
+      containers of 64 KiB or more may take at most this many times the bytes of distinct content,
+      plus 16 MiB (SECURITY.md), else EncodeError (default 64; None: no limit).
     `encode(obj) -> Message`. Safe to share between threads: an encode call keeps its state on
-    the stack and in its own buffer.
+    the stack and in its own buffer, and the options are fixed when the Encoder is made.
+    Anything that raises while a value is written (the caller's hooks, CPython's and NumPy's
+    conversions) is an EncodeError naming where, with the original as its __cause__.
     """
 
     cdef readonly int msg_type
@@ -30,6 +35,7 @@ cdef class Encoder:
     cdef readonly bint allow_on_disk
     cdef readonly object _buffer_callback
     cdef readonly Py_ssize_t oob_threshold
+    cdef Py_ssize_t _shared_ratio  # max_shared_expansion (0: no limit)
     # The last message's last record keys and their symbol-vector bytes, reused by the next
     # message when its dict has the same key objects (dumps of one small dict per call). Strong
     # references, so the pointers cannot be reused by other strings; read and written only in C
@@ -64,14 +70,24 @@ cdef class Encoder:
     def __init__(self, msg_type="async", *, max_depth=DEFAULT_MAX_DEPTH,
                  zero_copy_threshold=DEFAULT_ZERO_COPY_THRESHOLD, capability=6,
                  buffer_callback=None, oob_threshold=DEFAULT_OOB_THRESHOLD,
-                 q_compatible=False, refs=False, registry=None, allow_on_disk=False):
+                 q_compatible=False, refs=False, registry=None, allow_on_disk=False,
+                 max_shared_expansion=DEFAULT_MAX_SHARED_EXPANSION):
+        if self.max_depth != 0:
+            # Options are read without locks by encode calls running in other threads.
+            raise TypeError("an Encoder is configured once, when it is made: make a new one for other options")
+        if max_shared_expansion is None:
+            self._shared_ratio = 0
+        elif type(max_shared_expansion) is not int or max_shared_expansion < 1:
+            raise ValueError(f"max_shared_expansion must be an int >= 1 or None, not {max_shared_expansion!r:.40}")
+        else:
+            self._shared_ratio = min(max_shared_expansion, 1 << 40)
         try:
             if type(msg_type) is not str and type(msg_type) is not int:   # True == 1.0 == 1: not types
                 raise KeyError(msg_type)
             self.msg_type = MSG_TYPES[msg_type]
         except (KeyError, TypeError):
             raise ValueError(f"msg_type must be 'async', 'sync' or 'response' (or 0, 1, 2), not {msg_type!r}") from None
-        if not 1 <= max_depth <= MAX_DEPTH_LIMIT:
+        if type(max_depth) is not int or not 1 <= max_depth <= MAX_DEPTH_LIMIT:
             # Each level is a C stack frame or two: beyond this, a deep enough value could
             # exhaust a thread's stack before the depth check refused it.
             raise ValueError(f"max_depth must be between 1 and {MAX_DEPTH_LIMIT}")
@@ -92,16 +108,25 @@ cdef class Encoder:
         self.oob_threshold = max(<Py_ssize_t>oob_threshold, 0)
 
     @property
+    def max_shared_expansion(self):
+        """How many times the bytes of distinct content the copies of shared containers may take
+        (refs=False writes a container reached twice twice), past a 16 MiB allowance; None: no limit."""
+        return self._shared_ratio or None
+
+    @property
     def registry(self):
         """The qwire.Registry whose classes this encoder writes."""
         return self._ext.registry
 
     def __reduce__(self):
         return (_make_encoder, (self.msg_type, self.max_depth, self.zero_copy_threshold, self.capability,
-                                self.q_compatible, self.refs, self._ext.registry, self.allow_on_disk))
+                                self.q_compatible, self.refs, self._ext.registry, self.allow_on_disk,
+                                self.max_shared_expansion))
 
     def encode(self, obj):
         """Serialize `obj` into a Message (docs/TYPES.md lists what can be written)."""
+        if self.max_depth == 0:
+            raise TypeError("Encoder.__new__ made an Encoder without options: use Encoder(...)")
         return self._encode(obj, self.msg_type)
 
     cdef Message _encode(self, object obj, int msg_type):
@@ -117,6 +142,8 @@ cdef class Encoder:
         w.xs = NULL                     # refs.pxi
         w.refs = self.refs
         w.rec_n = 0
+        w.shared = NULL                 # (its counters are set when it is made: refs.pxi)
+        w.shared_ratio = self._shared_ratio
         cdef object layout = None
         cdef bint ok = False
         try:
@@ -135,10 +162,19 @@ cdef class Encoder:
             ok = True
         except BaseException as exc:
             PyMem_Free(w.buf)
-            if isinstance(exc, EncodeError) and _is_cycle_error(exc):
-                raise _locate_cycle(obj, exc) from None      # refs.pxi: say where the cycle is
+            if isinstance(exc, EncodeError):
+                if _is_cycle_error(exc):
+                    raise _locate_cycle(obj, exc) from None      # refs.pxi: say where the cycle is
+                _name_position(obj, exc)                          # refs.pxi: "(at obj[2].x)"
+                raise
+            if isinstance(exc, Exception) and not isinstance(exc, (QWireError, MemoryError)):
+                # Only qwire's errors escape: what CPython, NumPy or the caller's code raised while
+                # this value was written becomes its cause.
+                raise _unexpected_error(obj, exc, w.len) from exc
             raise
         finally:
+            if w.shared != NULL:
+                _shared_done(&w)            # refs.pxi
             Py_XDECREF(w.layout)
             _enc_state_done(&w, ok)         # refs.pxi: kept for the next call only after a success
             _forget_record(&w)
@@ -239,26 +275,38 @@ cdef class Encoder:
     cdef int _enc_float(self, WState* w, double d) except -1:
         return _w_float_atom(w, -QT_FLOAT, d)
 
-    cdef int _enter(self, WState* w, object container, int depth) except -1:
-        """Depth check for a container; names a cycle when the limit is hit by one."""
+    cdef inline int _enter(self, WState* w, object container, int depth) except -1:
+        """Depth check for a container (the refusal, which names a cycle when one caused it, is
+        out of line so that this stays small enough to inline)."""
         cdef char here
         if depth >= self.max_depth or (depth > 16 and <const char*>&here < qw_stack_floor()):
-            for i in range(64):
-                if w.ring[i] == <void*>container:
-                    raise EncodeError(
-                        f"circular reference at depth {depth}: a {type(container).__name__} contains itself "
-                        "(q values are trees; pass refs=True to keep shared and circular references)",
-                        type(container))
-            if depth < self.max_depth:
-                raise EncodeError(f"nesting too deep for this thread's stack ({depth} levels)", type(container))
-            raise EncodeError(f"nesting deeper than max_depth={self.max_depth}", type(container))
+            return self._too_deep(w, container, depth)
         w.ring[depth & 63] = <void*>container
-        if depth < 64:
-            w.ring[(depth + 1) & 63] = NULL
+        if w.shared != NULL:
+            _shared_seen(w, container)          # refs.pxi: a large container written again?
         return 0
+
+    cdef int _too_deep(self, WState* w, object container, int depth) except -1:
+        cdef int k
+        if depth < self.max_depth:
+            deep = f"nesting too deep for this thread's stack ({depth} levels)"
+        else:
+            deep = f"nesting deeper than max_depth={self.max_depth}"
+        # Only the entries of the path to here (the containers being written, so alive): the
+        # others may name freed objects whose addresses were reused.
+        for k in range(1, min(depth, 64) + 1):
+            if w.ring[(depth - k) & 63] == <void*>container:
+                err = EncodeError(
+                    f"circular reference at depth {depth}: a {type(container).__name__} contains itself "
+                    "(q values are trees; pass refs=True to keep shared and circular references)",
+                    type(container))
+                err._not_a_cycle = deep       # what to say if no cycle is found from the root
+                raise err
+        raise EncodeError(deep, type(container))
 
     cdef int _enc_list(self, WState* w, list items, int attr, int depth) except -1:
         self._enter(w, items, depth)
+        cdef Py_ssize_t start = w.len + w.ext_total
         cdef Py_ssize_t n = len(items)
         _w_vector_head(w, QT_LIST, attr, n, self.capability)
         cdef Py_ssize_t i
@@ -268,15 +316,17 @@ cdef class Encoder:
             self._enc(w, items[i], depth + 1)
         if n != len(items):
             raise EncodeError("list changed size during encoding")
-        return 0
+        return _shared_leave(w, items, start)
 
     cdef int _enc_dict(self, WState* w, dict d, int depth) except -1:
         """A dict: str keys as a symbol vector (else a general list), values as a general list.
         Consecutive records with the same key objects reuse the key bytes already written."""
         self._enter(w, d, depth)
+        cdef Py_ssize_t start = w.len + w.ext_total
         cdef Py_ssize_t n = len(d)
         if n > RECORD_MAX_KEYS:
-            return self._enc_big_dict(w, d, depth)
+            self._enc_big_dict(w, d, depth)
+            return _shared_leave(w, d, start)
         cdef PyObject* ks[RECORD_MAX_KEYS]
         cdef PyObject* vs[RECORD_MAX_KEYS]
         cdef Py_ssize_t pos = 0, i = 0, j
@@ -331,7 +381,7 @@ cdef class Encoder:
                 Py_XDECREF(vs[j])
         if len(d) != n:
             raise EncodeError("dict changed size during encoding")
-        return 0
+        return _shared_leave(w, d, start)
 
     cdef int _enc_big_dict(self, WState* w, dict d, int depth) except -1:
         items = list(d.items())   # a snapshot: encoding a value may run code that changes d
@@ -397,7 +447,13 @@ cdef class Encoder:
         when large, else copied."""
         cdef Py_ssize_t nbytes = n * ELEMENT_WIDTH[code]
         if self._buffer_callback is not None and nbytes >= self.oob_threshold:
-            if not self._buffer_callback(PickleBuffer(_exportable(source))):
+            try:
+                keep_in_band = self._buffer_callback(PickleBuffer(_exportable(source)))
+            except (QWireError, MemoryError):
+                raise
+            except Exception as e:
+                raise _hook_error(source, "the buffer_callback", e) from e
+            if not keep_in_band:
                 # Out of band (docs/FORMAT.md): 70 30, then the vector's header, no elements.
                 _reserve(w, 2)
                 _put1(w, QT_EXTENSION)
@@ -573,20 +629,29 @@ cdef class Encoder:
             return _w_timedelta(w, obj)
         if t is time_type:
             if obj.tzinfo is not None or time_microsecond(obj) % 1000:
-                return self._fallback(w, obj, depth, f"{obj!r} has no q type: q's time is naive, in whole milliseconds")
+                return self._fallback(w, obj, depth, f"{_short(obj)} has no q type: q's time is naive, in whole milliseconds")
             return _w_time(w, obj)
         if t is Vector:
-            return self._enc_vector(w, obj, depth)
+            try:
+                return self._enc_vector(w, obj, depth)
+            except (QWireError, MemoryError):
+                raise
+            except Exception as e:          # its values come from the caller: any iterable, any array-like
+                raise _hook_error(obj, "reading the Vector's values", e) from e
         if t is PickleBuffer:
             return self._enc_pickle_buffer(w, obj)
+        if t is memoryview:
+            return self._enc_memoryview(w, obj, depth)
         if t is Table:
             return self._enc_table(w, obj, depth)
         if t is Dict:
             self._enter(w, obj, depth)
+            start = w.len + w.ext_total
             _reserve(w, 1)
             _put1(w, QT_SORTED_DICT if obj.sorted else QT_DICT)
             self._enc(w, obj.keys, depth + 1)
-            return self._enc(w, obj.values, depth + 1)
+            self._enc(w, obj.values, depth + 1)
+            return _shared_leave(w, obj, start)
         if t is KeyedTable:
             _reserve(w, 1)
             _put1(w, QT_SORTED_DICT if obj.sorted else QT_DICT)
@@ -603,9 +668,17 @@ cdef class Encoder:
             return self._enc_function(w, obj, t, depth)
         if t is QError:
             raise EncodeError("a q error can only be a whole message (dumps(QError(...))), not part of one", t)
-        converted = _convert_foreign(obj, self.q_compatible)
-        if converted is not None:
-            return self._enc(w, converted, depth)
+        try:
+            converted = _convert_foreign(obj, self.q_compatible)
+        except (QWireError, MemoryError):
+            raise
+        except Exception as e:
+            raise _hook_error(obj, "converting it (qwire._integrations)", e) from e
+        if converted is not None and converted is not obj:
+            # A level of its own: a conversion that yields another convertible value cannot recurse
+            # past max_depth (pandas' tz-aware Timestamp converted to itself overflowed the C stack).
+            self._enter(w, obj, depth)
+            return self._enc(w, converted, depth + 1)
         return self._fallback(w, obj, depth, None)      # the extension handler words any refusal
 
     cdef int _enc_numpy_scalar(self, WState* w, object obj, type t) except -1:
@@ -673,6 +746,25 @@ cdef class Encoder:
         cdef Py_buffer* view = PyMemoryView_GET_BUFFER(raw)
         return self._w_raw_vector(w, QT_BYTE, 0, raw, <const char*>view.buf, view.len)
 
+    cdef int _enc_memoryview(self, WState* w, object mv, int depth) except -1:
+        """A memoryview is written as the NumPy array over the same memory (np.asarray(mv)): its
+        format and shape decide the q type, as for that array (B: a byte vector, c: a char vector,
+        d: a float vector, N-d or formats q lacks: an array record), without copying large ones."""
+        cdef bint on_disk = False
+        try:
+            on_disk = _extensions.mapped_base(mv) is not None
+            if on_disk and not self.allow_on_disk:
+                raise _extensions.on_disk_error(mv)
+            arr = np.array(mv) if on_disk else np.asarray(mv)   # allow_on_disk copies the data in
+        except (ValueError, TypeError, BufferError, NotImplementedError) as e:
+            if isinstance(e, QWireError):
+                raise
+            raise _hook_error(mv, "reading the memoryview (as a NumPy array)", e) from e
+        if arr.dtype.kind == "V" or arr.dtype.fields is not None:
+            raise EncodeError(f"a memoryview of format {mv.format!r} has no NumPy dtype qwire writes "
+                              "(use a standard struct format such as 'B', 'i' or 'd')", memoryview)
+        return self._enc(w, arr, depth)
+
     cdef int _enc_vector(self, WState* w, object vec, int depth) except -1:
         cdef int code = vec.type_code
         cdef int attr = ATTRIBUTE_CODES[vec.attr]
@@ -714,6 +806,7 @@ cdef class Encoder:
         if type(table) is not Table:
             raise EncodeError(f"a keyed table's keys and values must be qwire.Table, not {type(table).__name__}")
         self._enter(w, table, depth)
+        cdef Py_ssize_t start = w.len + w.ext_total
         cols = table._columns
         cdef Py_ssize_t ncols = len(cols)
         _reserve(w, 3)
@@ -744,7 +837,7 @@ cdef class Encoder:
             if rows >= 0 and len(col) != rows:
                 raise EncodeError(f"table column {name!r} has {len(col)} rows, the first column {rows}")
             rows = len(col)
-        return 0
+        return _shared_leave(w, table, start)
 
     cdef int _enc_function(self, WState* w, object f, type t, int depth) except -1:
         if t is Lambda:
@@ -804,6 +897,11 @@ cdef object _exportable(object source):
     return source
 
 
+cdef str _short(object obj):
+    """A repr for an error message: bounded, and never raising (a 5,000-digit int, a broken __repr__)."""
+    return _extensions._short(obj)
+
+
 cdef str _qualname(type t):
     mod = getattr(t, "__module__", None)
     name = getattr(t, "__qualname__", t.__name__)
@@ -825,6 +923,7 @@ cdef object _convert_foreign(object obj, bint q_compatible):
 
 
 def _make_encoder(msg_type, max_depth, zero_copy_threshold, capability, q_compatible=False, refs=False,
-                  registry=None, allow_on_disk=False):
+                  registry=None, allow_on_disk=False, max_shared_expansion=DEFAULT_MAX_SHARED_EXPANSION):
     return Encoder(msg_type, max_depth=max_depth, zero_copy_threshold=zero_copy_threshold, capability=capability,
-                   q_compatible=q_compatible, refs=refs, registry=registry, allow_on_disk=allow_on_disk)
+                   q_compatible=q_compatible, refs=refs, registry=registry, allow_on_disk=allow_on_disk,
+                   max_shared_expansion=max_shared_expansion)

@@ -12,24 +12,25 @@ cdef class Message:
     Supports the buffer protocol (read-only): `memoryview(m)`, `bytes(m)`, `len(m)`, and can be
     passed straight to `loads`, `socket.sendall`, `file.write`. Large array payloads are not copied
     by `dumps`: such a message is a list of segments (`m.segments()`), written without joining by
-    `m.write_to(f)`; `bytes(m)`, `m.copy()` and a contiguous `memoryview(m)` join them once.
-    While a payload is referenced, mutating the source array changes the message's content.
+    `m.write_to(f)`. While a payload is referenced, mutating the source array changes the message's
+    content: `bytes(m)`, `m.copy()`, `m == other`, slicing and each new `memoryview(m)` join the
+    segments as they are at that moment (never a join kept from earlier), and a memoryview keeps
+    its join, unchanged, while it lives (docs/ZERO_COPY.md).
+
+    Like `bytes`, a Message compares equal to the same bytes (bytes, bytearray, memoryview, another
+    Message), `m[i]` is an int, `m[a:b]` is bytes, and `m + b"..."` / `b"..." + m` are bytes.
     """
 
     cdef char* _buf            # bytes written by the encoder (header first)
     cdef Py_ssize_t _len
     cdef Py_ssize_t _total     # total message length, header included
     cdef list _layout          # None, or [(start, end) | memoryview] in message order
-    cdef object _joined        # cached contiguous bytes of a multi-segment message
-    cdef Py_ssize_t _exports
 
     def __cinit__(self):
         self._buf = NULL
         self._len = 0
         self._total = 0
         self._layout = None
-        self._joined = None
-        self._exports = 0
 
     def __init__(self, *args, **kwargs):
         raise TypeError(_NOT_CONSTRUCTED)
@@ -63,14 +64,6 @@ cdef class Message:
         self._check()
         return self._buf[2] != 0
 
-    cdef const char* _contiguous(self) except NULL:
-        self._check()
-        if self._layout is None:
-            return self._buf
-        if self._joined is None:
-            self._joined = self._join()
-        return PyBytes_AS_STRING(self._joined)
-
     cdef bytes _join(self):
         cdef bytes out = PyBytes_FromStringAndSize(NULL, self._total)
         cdef char* dst = PyBytes_AS_STRING(out)
@@ -94,7 +87,17 @@ cdef class Message:
     def __getbuffer__(self, Py_buffer* view, int flags):
         if flags & PyBUF_WRITABLE:
             raise BufferError("qwire.Message is read-only")
-        cdef const char* data = self._contiguous()
+        self._check()
+        cdef const char* data = self._buf
+        cdef bytes joined
+        view.internal = NULL
+        if self._layout is not None:
+            # Each export its own join, held by the view: never stale, and no state shared between
+            # threads exporting the same Message (a join runs without the GIL).
+            joined = self._join()
+            Py_INCREF(joined)
+            view.internal = <void*>joined
+            data = PyBytes_AS_STRING(joined)
         view.buf = <void*>data
         view.obj = self
         view.len = self._total
@@ -111,18 +114,16 @@ cdef class Message:
         if flags & PyBUF_STRIDES:
             view.strides = &view.itemsize
         view.suboffsets = NULL
-        view.internal = NULL
-        self._exports += 1
 
     def __releasebuffer__(self, Py_buffer* view):
-        self._exports -= 1
+        if view.internal != NULL:
+            Py_XDECREF(<PyObject*>view.internal)
+            view.internal = NULL
 
     def __bytes__(self):
         self._check()
         if self._layout is None:
             return PyBytes_FromStringAndSize(self._buf, self._total)
-        if self._joined is not None:
-            return self._joined
         return self._join()
 
     def copy(self):
@@ -144,13 +145,43 @@ cdef class Message:
     def write_to(self, target):
         """Write the whole message to `target` without joining its segments: a socket (uses
         `sendmsg`), a file descriptor (int; uses `os.writev`), or a binary file object (its
-        `write`). Returns the number of bytes written."""
+        `write`). Returns the number of bytes written, always the whole message: short writes
+        are resumed. A target that cannot take more now (a non-blocking socket, pipe or file)
+        raises BlockingIOError whose `characters_written` says how many bytes it took; any other
+        OSError after part of the message was written says how much in its message."""
         return _write_segments(self.segments(), target)
 
     def __eq__(self, other):
         if isinstance(other, (Message, bytes, bytearray, memoryview)):
             return bytes(self) == bytes(other)
         return NotImplemented
+
+    def __getitem__(self, index):
+        """Like bytes: an int for an index, bytes for a slice."""
+        self._check()
+        if type(index) is int and self._layout is None:
+            if index < 0:
+                index += self._total
+            if not 0 <= index < self._total:
+                raise IndexError("qwire.Message index out of range")
+            return <unsigned char>self._buf[<Py_ssize_t>index]
+        return bytes(self)[index]
+
+    def __add__(self, other):
+        if isinstance(other, Message):
+            return bytes(self) + bytes(other)
+        try:
+            return bytes(self) + other
+        except TypeError:
+            return NotImplemented
+
+    def __radd__(self, other):
+        if isinstance(other, (bytes, bytearray)):
+            return bytes(other) + bytes(self)
+        try:
+            return bytes(memoryview(other)) + bytes(self)
+        except TypeError:
+            return NotImplemented
 
     def __hash__(self):
         return hash(bytes(self))
@@ -215,25 +246,51 @@ def _write_segments(list segs, target):
 
     total = sum(s.nbytes for s in segs)
     if isinstance(target, socket.socket):
-        _write_vectored(target.sendmsg, segs)
-    elif isinstance(target, int):
-        _write_vectored(lambda bufs: os.writev(target, bufs), segs)
+        send = target.sendmsg
+    elif type(target) is int or (isinstance(target, int) and not isinstance(target, bool)):
+        send = lambda bufs: os.writev(target, bufs)
+    elif isinstance(target, bool) or not callable(getattr(target, "write", None)):
+        raise TypeError(f"write_to takes a socket, a file descriptor (int) or a binary file object, "
+                        f"not {type(target).__name__}")
     else:
         write = target.write
-        for s in segs:
-            write(s)
+        send = lambda bufs: write(bufs[0])       # one segment per call: file.write takes one buffer
+    _write_all(send, segs, total)
     return total
 
 
-cdef _write_vectored(send, list segs):
-    # At most IOV_MAX-ish buffers per call; a short write resumes mid-segment.
+cdef int _write_all(send, list segs, Py_ssize_t total) except -1:
+    """Every byte of segs through send (a call taking a list of buffers and returning how many
+    bytes it took): short writes resume mid-segment; a target that takes nothing raises."""
     pending = [s for s in segs if s.nbytes]
+    cdef Py_ssize_t written = 0, n, first
     while pending:
-        n = send(pending[:512])
+        try:
+            r = send(pending[:512])            # at most IOV_MAX-ish buffers per call
+        except BlockingIOError as e:
+            partial = getattr(e, "characters_written", 0) or 0
+            err = BlockingIOError(e.errno, f"the target would block after {written + partial} of the message's "
+                                  f"{total} bytes were written (the rest was not)", written + partial)
+            raise err from e
+        except OSError as e:
+            if written == 0:
+                raise
+            raise type(e)(e.errno, f"{e.strerror} (after {written} of the message's {total} bytes were written)") from e
+        if r is None:                           # a non-blocking raw file: nothing taken
+            raise BlockingIOError(11, f"the target would block after {written} of the message's {total} bytes "
+                                  "were written (the rest was not)", written)
+        if type(r) is not int or r < 0 or r > total - written:
+            raise TypeError(f"the target's write returned {_extensions._short(r)}, not a byte count")
+        n = r
+        if n == 0:
+            raise OSError(f"the target took 0 bytes after {written} of the message's {total} bytes were written")
+        written += n
         while n:
-            if n >= pending[0].nbytes:
-                n -= pending[0].nbytes
+            first = pending[0].nbytes
+            if n >= first:
+                n -= first
                 pending.pop(0)
             else:
                 pending[0] = pending[0][n:]
                 n = 0
+    return 0

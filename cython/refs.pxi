@@ -184,6 +184,16 @@ cdef inline int _pm_set(PtrMap* m, void* k, Py_ssize_t v) except -1:
     return 0
 
 
+cdef void _pm_release_keys(PtrMap* m) noexcept:
+    """Drop the references a map of owned keys holds (the memo's): the slots keep their keys."""
+    cdef Py_ssize_t i
+    if m.slots == NULL or m.used == 0:
+        return
+    for i in range(m.mask + 1):
+        if m.slots[i].key != NULL:
+            Py_XDECREF(<PyObject*>m.slots[i].key)
+
+
 cdef void _pm_free(PtrMap* m) noexcept:
     if m.heap:
         _pm_release(m.slots, m.mask + 1)
@@ -253,7 +263,11 @@ cdef tuple _compiled(object registry):
 cdef class _EncState:
     """One encode call's state for extension records (created when the first one is written, or
     up front with refs=True)."""
-    cdef PtrMap memo             # tracked object -> index (borrowed: the object graph keeps them alive)
+    cdef PtrMap memo             # tracked object -> index (its keys are held in `held`)
+    cdef PyObject** held         # index -> tracked object, a reference each: no address in the memo
+                                 # can be reused by another object during the call
+    cdef Py_ssize_t held_cap
+    cdef PyObject* held_small[16]
     cdef PtrMap active           # objects of the second kind being written -> memo.used when entered
     cdef PtrSlot[16] small       # the memo's first table (most messages track few objects)
     cdef int ext_depth           # depth of the innermost extension payload being written
@@ -263,9 +277,11 @@ cdef class _EncState:
     cdef dict by_type            # the registry's table, from when it was first needed
     cdef object ext
     cdef list keep               # values made while writing (encode functions, copies): kept alive
-                                 # so that no tracked object's address is reused during the call
+                                 # until the message is written
 
     def __dealloc__(self):
+        _held_release(self, self.memo.used)
+        self.memo.used = 0
         _pm_free(&self.memo)
         _pm_free(&self.active)
 
@@ -289,6 +305,8 @@ cdef _EncState _enc_state(WState* w, Encoder enc):
         xs = _EncState.__new__(_EncState)      # zeroed memory, small table included
         xs.memo.slots = xs.small
         xs.memo.mask = 15
+        xs.held = xs.held_small
+        xs.held_cap = 16
     xs.ext = enc._ext
     Py_INCREF(xs)
     w.xs = <PyObject*>xs
@@ -309,6 +327,9 @@ cdef void _enc_state_done(WState* w, bint ok) noexcept:
         return
     cdef int i
     if xs.memo.used:
+        # May free values (temporaries the memo kept alive) and run their __del__: xs is not
+        # reachable from anywhere yet, so a nested encode makes its own state.
+        _held_release(xs, xs.memo.used)
         _pm_free(&xs.memo)         # a table grown past the small one goes back to the heap
         for i in range(16):        # keys only: a slot's value is read only where its key is set
             xs.small[i].key = NULL
@@ -359,12 +380,49 @@ cdef inline int _w_ref(WState* w, Py_ssize_t index) except -1:
 
 
 cdef inline int _memo_add(_EncState xs, object obj) except -1:
-    """Track obj under the next index. The memo's pointers are borrowed: the objects belong to
-    the graph being written, and the values the encoder makes on the way are kept in xs.keep."""
+    """Track obj under the next index, holding a reference to it: a temporary the encoder makes
+    and frees mid-message (the list a Vector of a generator becomes, an encode function's value)
+    must not leave its address to a later object, which would be written as a reference to it."""
     if xs.memo.used >= 0x7FFFFFFE:
         raise EncodeError("refs=True: more than 2**31 - 2 objects to track in one message")
-    _pm_set(&xs.memo, <void*>obj, xs.memo.used)
+    cdef Py_ssize_t index = xs.memo.used
+    if index >= xs.held_cap:
+        _held_grow(xs)
+    _pm_set(&xs.memo, <void*>obj, index)
+    Py_INCREF(obj)
+    xs.held[index] = <PyObject*>obj
     return 0
+
+
+cdef int _held_grow(_EncState xs) except -1:
+    cdef Py_ssize_t cap = xs.held_cap * 4
+    cdef PyObject** p
+    if xs.held == xs.held_small:
+        p = <PyObject**>PyMem_Malloc(cap * sizeof(PyObject*))
+        if p != NULL:
+            memcpy(p, xs.held, xs.held_cap * sizeof(PyObject*))
+    else:
+        p = <PyObject**>PyMem_Realloc(xs.held, cap * sizeof(PyObject*))
+    if p == NULL:
+        raise MemoryError()
+    xs.held = p
+    xs.held_cap = cap
+    return 0
+
+
+cdef void _held_release(_EncState xs, Py_ssize_t n) noexcept:
+    """Drop the memo's references (may free temporaries and run their __del__: xs is reachable
+    from nowhere by then, so a nested encode makes its own state)."""
+    cdef Py_ssize_t i
+    cdef PyObject** held = xs.held
+    if held == NULL:
+        return
+    xs.held = xs.held_small
+    xs.held_cap = 16
+    for i in range(n):
+        Py_XDECREF(held[i])
+    if held != xs.held_small:
+        PyMem_Free(held)
 
 
 cdef inline object _kept(_EncState xs, object value):
@@ -425,20 +483,31 @@ cdef int _ext_body(Encoder enc, WState* w, _EncState xs, object obj, type t, int
         entry = _by_type(xs).get(t)
         if entry is not None:
             return _w_registered(enc, w, xs, <_CEntry>entry, obj, depth)
-        record = xs.ext.encode(obj)
+        try:
+            record = xs.ext.encode(obj)
+        except (QWireError, MemoryError):
+            raise
+        except Exception as e:              # a tzinfo's utcoffset, a Decimal's str, ... run code
+            raise _hook_error(obj, "converting it to an extension record", e) from e
         if record is not None:
             code, payload = record
             if code is None:                      # on-disk data, copied in (allow_on_disk=True)
                 return enc._enc(w, _kept(xs, payload), depth)
             return _w_record(enc, w, xs, obj, <int>code, payload, depth)
-    xs.ext.refuse(obj, reason)
-    raise EncodeError(reason or f"Unable to serialize {_qualname(t)} objects", t)
+    try:
+        xs.ext.refuse(obj, reason)
+        raise EncodeError(reason or f"Unable to serialize {_qualname(t)} objects", t)
+    except EncodeError as e:
+        if getattr(e, "_culprit", None) is None:
+            e._culprit = obj              # Encoder._encode names where it is
+        raise
 
 
 cdef int _w_record(Encoder enc, WState* w, _EncState xs, object obj, int code, object payload, int depth) except -1:
     if not 0 < code < 0x20 or _CODE_CLASS[code] == CODE_UNKNOWN:
         raise EncodeError(f"the extension handler returned code {code}, which is not one of its codes", type(obj))
     enc._enter(w, obj, depth)
+    cdef Py_ssize_t start = w.len + w.ext_total
     _reserve(w, 2)
     _put1(w, QT_EXTENSION)
     _put1(w, <uint8_t>code)
@@ -453,20 +522,32 @@ cdef int _w_record(Encoder enc, WState* w, _EncState xs, object obj, int code, o
         enc._enc(w, payload, depth + 1)
         xs.untracked = NULL
     xs.ext_depth = saved
-    return 0
+    return _shared_leave(w, obj, start)
 
 
 cdef int _w_registered(Encoder enc, WState* w, _EncState xs, _CEntry c, object obj, int depth) except -1:
     """70 20 (name; state): a dataclass's or NamedTuple's fields as a symbol-keyed dictionary
     (written straight from the object), an enum member's name, a custom encode's value."""
     enc._enter(w, obj, depth)
+    cdef Py_ssize_t start = w.len + w.ext_total
+    _w_registered_body(enc, w, xs, c, obj, depth)
+    return _shared_leave(w, obj, start)
+
+
+cdef int _w_registered_body(Encoder enc, WState* w, _EncState xs, _CEntry c, object obj, int depth) except -1:
     cdef Py_ssize_t n = PyBytes_GET_SIZE(c.header)
     _reserve(w, n)
     memcpy(w.buf + w.len, PyBytes_AS_STRING(c.header), n)
     w.len += n
     cdef int kind = c.kind
     if kind != KIND_FIELDS and kind != KIND_NAMEDTUPLE:
-        return enc._enc(w, _kept(xs, c.entry.state(obj)), depth + 1)
+        try:
+            state = c.entry.state(obj)
+        except (QWireError, MemoryError):
+            raise
+        except Exception as e:
+            raise _hook_error(obj, f"the encode function registered for {c.entry.name!r}", e) from e
+        return enc._enc(w, _kept(xs, state), depth + 1)
     cdef tuple fields = c.fields
     cdef Py_ssize_t nf = len(fields)
     cdef Py_ssize_t i
@@ -502,7 +583,12 @@ cdef int _w_registered(Encoder enc, WState* w, _EncState xs, _CEntry c, object o
 
 
 cdef int _enc_attr(Encoder enc, WState* w, _EncState xs, object obj, str name, int depth) except -1:
-    value = getattr(obj, name)
+    try:
+        value = getattr(obj, name)
+    except (QWireError, MemoryError):
+        raise
+    except Exception as e:                # a property, __getattr__: the class's code
+        raise _hook_error(obj, f"reading its field {name!r}", e) from e
     if Py_REFCNT(value) == 1:       # made by a property just now, not stored in obj
         _kept(xs, value)
     return enc._enc(w, value, depth)
@@ -618,6 +704,9 @@ cdef object _locate_cycle(object root, object err):
         where = f" at {first}" if first else ""
         new = EncodeError(f"circular reference{where}: {err.args[0]}", err.obj_type)
     elif again is None:
+        text = getattr(err, "_not_a_cycle", None)
+        if text is not None:             # the path held a reused address, not this container
+            return EncodeError(text, err.obj_type)
         return err                       # deep, but not circular: the depth error stands
     else:
         new = EncodeError(f"circular reference at {first}: this {type(target).__name__} is reached again inside itself, "
@@ -625,3 +714,106 @@ cdef object _locate_cycle(object root, object err):
                           type(target))
     new._cycle = target
     return new
+
+
+# ---- errors raised while writing: qwire's, naming where ------------------------------------------
+
+cdef str _exc_text(object exc):
+    try:
+        text = str(exc)
+    except Exception:  # noqa: an exception whose str raises
+        text = f"<unprintable {type(exc).__name__}>"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+cdef object _hook_error(object obj, str what, object exc):
+    """The EncodeError for code that raised while obj was being written (the caller's hooks and
+    properties, CPython's and NumPy's conversions); Encoder._encode adds where obj is."""
+    err = EncodeError(f"{what} raised {type(exc).__name__} ({_exc_text(exc)}) while writing {_short(obj)} "
+                      f"({_qualname(type(obj))})", type(obj))
+    err._culprit = obj
+    return err
+
+
+cdef object _unexpected_error(object root, object exc, Py_ssize_t written):
+    return EncodeError(f"writing a {_qualname(type(root))} raised {type(exc).__name__} ({_exc_text(exc)}) "
+                       f"after {written} bytes of the message", type(root))
+
+
+cdef int _name_position(object root, object err) except -1:
+    """Add where the offending object sits in root to an EncodeError that knows it: "(at obj[2].x)".
+    Searched for once the error has happened (bounded), so nothing is spent while writing."""
+    culprit = getattr(err, "_culprit", None)
+    if culprit is None or getattr(err, "path", None) is not None:
+        return 0
+    try:
+        path = _extensions.locate(root, culprit)
+    except Exception:  # noqa: a broken container must not hide the error
+        path = None
+    if path is None or path == "obj":
+        return 0
+    err.path = path
+    if err.args and type(err.args[0]) is str:
+        err.args = (f"{err.args[0]} (at {path})",) + tuple(err.args[1:])
+    return 0
+
+
+# ---- copies of shared structure (refs=False) ------------------------------------------------------
+# Without refs a container reached twice is written twice, so a few hundred bytes of objects that
+# each hold the previous one twice make an exponentially long message. Containers whose bytes
+# reach SHARED_SPAN_MIN are remembered (held, so their addresses stay theirs); entering one again
+# counts its bytes as copies, which may be at most max_shared_expansion times the bytes of
+# distinct content plus SHARED_COPY_ALLOWANCE. A copy's inner containers are not counted again.
+
+cdef int _shared_note(WState* w, object obj, Py_ssize_t span) except -1:
+    cdef PtrMap* m = <PtrMap*>w.shared
+    if m == NULL:
+        m = <PtrMap*>PyMem_Calloc(1, sizeof(PtrMap))
+        if m == NULL:
+            raise MemoryError()
+        w.shared = <void*>m
+        w.repeated = 0
+        w.repeat_until = 0
+    if _pm_get(m, <void*>obj) >= 0:
+        return 0
+    _pm_set(m, <void*>obj, span)
+    Py_INCREF(obj)
+    return 0
+
+
+cdef int _shared_seen(WState* w, object obj) except -1:
+    cdef Py_ssize_t at = w.len + w.ext_total
+    if at < w.repeat_until:
+        return 0                         # inside a copy already counted
+    cdef Py_ssize_t span = _pm_get(<PtrMap*>w.shared, <void*>obj)
+    if span < 0:
+        return 0
+    cdef Py_ssize_t distinct = at - w.repeated
+    w.repeated += span
+    w.repeat_until = at + span
+    if w.repeated > SHARED_COPY_ALLOWANCE + w.shared_ratio * distinct:
+        err = EncodeError(
+            f"shared structure: this {_qualname(type(obj))} of {span} bytes is written again; copies of containers "
+            f"reached more than once would take {w.repeated} bytes, more than max_shared_expansion={w.shared_ratio} "
+            f"times the {distinct} bytes of distinct content plus {SHARED_COPY_ALLOWANCE} (refs=True sends each "
+            "shared object once; Encoder(max_shared_expansion=None) lifts the limit)", type(obj))
+        err._culprit = obj
+        raise err
+    return 0
+
+
+cdef inline int _shared_leave(WState* w, object obj, Py_ssize_t start) except -1:
+    """A container written from start to here: remembered when large (see above)."""
+    if w.len + w.ext_total - start >= SHARED_SPAN_MIN and w.shared_ratio != 0:
+        return _shared_note(w, obj, w.len + w.ext_total - start)
+    return 0
+
+
+cdef void _shared_done(WState* w) noexcept:
+    cdef PtrMap* m = <PtrMap*>w.shared
+    if m == NULL:
+        return
+    w.shared = NULL
+    _pm_release_keys(m)
+    _pm_free(m)
+    PyMem_Free(m)

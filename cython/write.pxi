@@ -15,6 +15,10 @@ cdef struct WState:
     Py_ssize_t rec_n          # how many (0: none)
     Py_ssize_t rec_at         # where that record's symbol-vector bytes are in buf
     Py_ssize_t rec_len
+    void* shared              # NULL, or a PtrMap (refs.pxi) of large containers written: object -> bytes
+    Py_ssize_t shared_ratio   # the Encoder's max_shared_expansion (0: no limit)
+    Py_ssize_t repeated       # bytes of containers written again (copies of shared structure)
+    Py_ssize_t repeat_until   # the output position where the copy being written ends
 
 
 cdef int _grow(WState* w, Py_ssize_t n) except -1:
@@ -107,7 +111,7 @@ cdef inline int64_t _ns_since_2000(object dt) except? -1:
     # Microseconds first (cannot overflow for any datetime), then the one scaling that can.
     us += days * 86400000000
     if qw_mul_overflow_i64(us, 1000, &r) or _special64(r):
-        raise EncodeError(f"{dt!r} is outside q's timestamp range (1707..2292)", type(dt))
+        raise EncodeError(f"{_short(dt)} is outside q's timestamp range (1707..2292)", type(dt))
     return r
 
 
@@ -178,7 +182,7 @@ cdef int _w_timedelta(WState* w, object td) except -1:
     cdef int64_t us = (<int64_t>timedelta_days(td) * 86400 + timedelta_seconds(td)) * 1000000 + timedelta_microseconds(td)
     cdef int64_t ns
     if qw_mul_overflow_i64(us, 1000, &ns) or ns == NULL_LONG or ns == INF_LONG or ns == -INF_LONG:
-        raise EncodeError(f"{td!r} is outside q's timespan range (about ±292 years)", timedelta_type)
+        raise EncodeError(f"{_short(td)} is outside q's timespan range (about ±292 years)", timedelta_type)
     _reserve(w, 9)
     _put1(w, <uint8_t>(-QT_TIMESPAN))
     _put8(w, <uint64_t>ns)
@@ -190,7 +194,7 @@ cdef int _w_time(WState* w, object t) except -1:
         raise EncodeError("a timezone-aware time has no q type", time_type)
     cdef int us = time_microsecond(t)
     if us % 1000:
-        raise EncodeError(f"{t!r} has microseconds; q's time type holds milliseconds "
+        raise EncodeError(f"{_short(t)} has microseconds; q's time type holds milliseconds "
                           "(round it, or use the extension record)", time_type)
     cdef int64_t ms = ((<int64_t>time_hour(t) * 60 + time_minute(t)) * 60 + time_second(t)) * 1000 + us // 1000
     return _w_atom32(w, -QT_TIME, ms, time_type)

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import qwire
-from qwire.io import MessageFile, write_message
+from qwire.io import MessageFile
 
 _values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False)
@@ -220,8 +220,8 @@ def test_dump_resumes_short_writes_of_file_objects():
     assert info.value.characters_written == 21
 
 
-def test_write_message_to_a_socket_sends_everything():
-    """write_message over a socketpair sends the whole message, resuming partial sends."""
+def test_write_to_a_socket_sends_everything():
+    """Message.write_to over a socketpair sends the whole message, resuming partial sends."""
     a, b = socket.socketpair()
     try:
         msg = qwire.dumps(np.arange(300_000))
@@ -235,7 +235,7 @@ def test_write_message_to_a_socket_sends_everything():
 
         t = threading.Thread(target=drain)
         t.start()
-        assert write_message(msg, a) == len(msg)
+        assert msg.write_to(a) == len(msg)
         t.join(10)
         assert bytes(got) == bytes(msg)
     finally:

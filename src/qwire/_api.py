@@ -5,7 +5,7 @@ import os
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from ._core import Decoder, Encoder, Message, dumps, loads
-from .io import load, write_message
+from .io import load
 
 if TYPE_CHECKING:
     import socket
@@ -24,13 +24,16 @@ def _compress_message(msg: Message, mode: bool | Literal["auto"]) -> Message:
     return msg if out is None else _message_from_bytes(out)
 
 
-def dump(obj: object, file: str | bytes | os.PathLike[str] | IO[bytes] | socket.socket | int, **kwargs: Any) -> int:
+def dump(obj: object, file: str | bytes | os.PathLike[str] | IO[bytes] | socket.socket | int,
+         protocol: int | None = None, **kwargs: Any) -> int:
     """Write `obj` as one message to a binary file object, socket or file descriptor, or to a new
-    file at a path (created or truncated, as open(path, "wb")); returns the bytes written. A target
-    that takes fewer bytes raises BlockingIOError/OSError with `characters_written` (qwire.io)."""
-    msg = dumps(obj, **kwargs)
+    file at a path (created or truncated, as open(path, "wb")); returns the bytes written (the
+    whole message: short writes are resumed; a target that takes no more raises BlockingIOError or
+    OSError with `characters_written`, see Message.write_to). `protocol` is accepted, as
+    pickle.dump(obj, file, protocol) takes it, and ignored."""
+    msg = dumps(obj, protocol, **kwargs)
     if isinstance(file, (str, bytes, os.PathLike)):
         with open(file, "wb") as f:
-            return write_message(msg, f)
-    return write_message(msg, file)
+            return msg.write_to(f)
+    return msg.write_to(file)
 

@@ -3,7 +3,7 @@
 import socket
 from collections.abc import Callable, Iterable
 from pickle import PickleBuffer
-from typing import Any, Final, Literal, Protocol, SupportsIndex, TypeAlias, type_check_only
+from typing import Any, Final, Literal, Protocol, SupportsIndex, overload, TypeAlias, type_check_only
 
 from typing_extensions import Buffer, Self, disjoint_base
 
@@ -36,6 +36,7 @@ HASH_WORK_SLACK: Final[int]
 MAX_DEPTH_LIMIT: Final[int]
 DEFAULT_ZERO_COPY_THRESHOLD: Final[int]
 DEFAULT_OOB_THRESHOLD: Final[int]
+DEFAULT_MAX_SHARED_EXPANSION: Final[int]
 MSG_TYPES: Final[dict[str | int, int]]
 TYPE_CODES: Final[dict[str, int]]
 CORE_RECORD_CODES: Final[dict[str, int]]
@@ -65,6 +66,12 @@ class Message:
     def __eq__(self, other: object, /) -> bool: ...
     def __ne__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
+    @overload
+    def __getitem__(self, index: SupportsIndex, /) -> int: ...
+    @overload
+    def __getitem__(self, index: slice, /) -> bytes: ...
+    def __add__(self, other: Buffer, /) -> bytes: ...
+    def __radd__(self, other: Buffer, /) -> bytes: ...
     def __reduce_ex__(self, protocol: SupportsIndex, /) -> tuple[Callable[[Buffer], Message], tuple[Buffer]]: ...
 
 @disjoint_base
@@ -84,6 +91,7 @@ class Encoder:
         refs: bool = False,
         registry: Registry | None = None,
         allow_on_disk: bool = False,
+        max_shared_expansion: int | None = 64,
     ) -> None: ...
     @property
     def msg_type(self) -> int: ...
@@ -101,6 +109,8 @@ class Encoder:
     def allow_on_disk(self) -> bool: ...
     @property
     def oob_threshold(self) -> int: ...
+    @property
+    def max_shared_expansion(self) -> int | None: ...
     @property
     def registry(self) -> Registry: ...
     def encode(self, obj: object) -> Message: ...
@@ -159,6 +169,7 @@ class Receiver:
 
 def dumps(
     obj: object,
+    protocol: int | None = None,
     *,
     msg_type: _MsgType = "async",
     compress: _CompressMode = False,

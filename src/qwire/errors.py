@@ -2,9 +2,13 @@
 
 Every exception qwire raises on bad input or unsupported objects is a `QWireError`, and also an
 instance of the builtin a caller would naturally catch: `DecodeError` is a `ValueError`,
-`EncodeError` a `TypeError`. Context travels as attributes, never only inside the message text.
+`EncodeError` a `TypeError`. Code written for pickle keeps working: `DecodeError` is also a
+`pickle.UnpicklingError` and `EncodeError` a `pickle.PicklingError`. Context travels as
+attributes, never only inside the message text.
 """
 from __future__ import annotations
+
+import pickle
 
 __all__ = [
     "QWireError",
@@ -31,7 +35,7 @@ class QWireError(Exception):
     """Base class of every exception qwire raises about data."""
 
 
-class DecodeError(QWireError, ValueError):
+class DecodeError(QWireError, ValueError, pickle.UnpicklingError):
     """The bytes are not a valid message (or exceed a configured limit).
 
     `offset` is the byte offset in the message where the problem was found (None when unknown);
@@ -47,14 +51,20 @@ class DecodeError(QWireError, ValueError):
         super().__init__(message)
 
 
-class EncodeError(QWireError, TypeError):
+class EncodeError(QWireError, TypeError, pickle.PicklingError):
     """The object (or something inside it) cannot be written as requested.
 
-    `obj_type` is the type of the offending object when one applies.
+    `obj_type` is the type of the offending object when one applies; `path` says where it sits in
+    the value passed (such as `obj[2]['a'].x`) when the encoder could tell. When code outside
+    qwire raised while the value was written (a registered encode function, a property, a
+    buffer_callback, CPython's or NumPy's own conversions), that exception is the `__cause__`.
     """
+
+    path: str | None
 
     def __init__(self, message: str, obj_type: type | None = None) -> None:
         self.obj_type = obj_type
+        self.path = None
         super().__init__(message)
 
 

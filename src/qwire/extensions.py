@@ -27,6 +27,7 @@ import io
 import mmap
 import operator
 import re
+import reprlib
 import socket
 import tempfile
 import threading
@@ -38,7 +39,7 @@ import numpy as np
 from .errors import DecodeError, EncodeError, ForeignObjectError, OnDiskObjectError
 from ._integrations import Record as _IntegrationRecord
 from .registry import default_registry
-from .values import Vector
+from .values import Dict, Vector
 
 __all__ = ["Code", "Extensions", "FORMAT_VERSION"]
 
@@ -108,7 +109,7 @@ def _enc_time(obj):
     tz = obj.tzinfo
     offset = obj.utcoffset() if tz is not None else None
     if tz is not None and offset is None:
-        raise EncodeError(f"{obj!r}: its tzinfo gives no fixed UTC offset for a time of day, so it cannot be written "
+        raise EncodeError(f"{_short(obj)}: its tzinfo gives no fixed UTC offset for a time of day, so it cannot be written "
                           "(use a datetime, or a datetime.timezone)", _dt.time)
     us = ((obj.hour * 60 + obj.minute) * 60 + obj.second) * 1_000_000 + obj.microsecond
     return Code.TIME, [us, None if offset is None else offset // _US, bool(obj.fold),
@@ -445,9 +446,19 @@ def _qualname(t):
     return name if mod in (None, "builtins") else f"{mod}.{name}"
 
 
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel = 3
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 60
+
+
 def _short(obj, limit=60):
+    """A repr for an error message: bounded in length and in the work spent on containers (a value
+    with shared structure has an exponentially long repr), and never raising."""
     try:
-        text = repr(obj)
+        if type(obj) is int and obj.bit_length() > 256:   # CPython refuses str() past 4300 digits
+            text = f"<int of {obj.bit_length()} bits>"
+        else:
+            text = _SHORT_REPR.repr(obj)
     except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the real error
         text = f"<{type(obj).__name__} object>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -490,6 +501,10 @@ def foreign_error(obj):
                 "to the data you need (e.g. a flag)")
     elif isinstance(obj, io.IOBase) or isinstance(obj, _FILE_WRAPPERS):
         hint = "convert it to its contents (f.getvalue(), f.read()) or send its path"
+    elif isinstance(obj, (_dt.datetime, _dt.date, _dt.time, _dt.timedelta)):
+        base = next(b for b in t.__mro__ if b in (_dt.datetime, _dt.date, _dt.time, _dt.timedelta))
+        hint = (f"it is a subclass of datetime.{base.__name__}, which qwire does not write as a plain one: convert "
+                f"it to a datetime.{base.__name__} first (pandas: ts.to_pydatetime()) or register the class")
     elif isinstance(obj, _BUILTIN_BASES):
         base = next(b for b in t.__mro__ if b in _BUILTIN_BASES)
         hint = (f"it is a subclass of {base.__name__}, which qwire does not write as a plain {base.__name__}: "
@@ -652,12 +667,23 @@ def _children(obj):
         return ((".<item>", v) for v in list(obj))
     if t is np.ndarray and obj.dtype.kind == "O":
         return ((f"[{i}]", v) for i, v in enumerate(obj.reshape(-1).tolist()))
+    if t is Dict:
+        return ((".keys", obj.keys), (".values", obj.values))
+    if t is Vector and type(obj.values) is list:
+        return ((f".values[{i}]", v) for i, v in enumerate(obj.values))
     fields = getattr(t, "__dataclass_fields__", None)
     if fields is not None:
         return ((f".{f}", getattr(obj, f, None)) for f in fields)
     if isinstance(obj, tuple):
         return ((f"[{i}]", v) for i, v in enumerate(obj))
     return ()
+
+
+def locate(root, target, limit=_MAX_VISITS):
+    """Where `target` sits in `root`, as a path such as obj[2]['a'].x (None when not found within
+    `limit` visits): for error messages."""
+    node = _find(root, target, limit, skip_root=False)
+    return None if node is None else _render(node)
 
 
 def _find(root, target, limit, skip_root):

@@ -35,6 +35,9 @@ FUNCTION_NAMES = {
     112: "qwire extension record", 127: "sorted dictionary", -128: "error",
 }
 SMALLEST_ITEM = 2  # bytes: every item takes at least a type byte and one more
+# The deepest nesting read and rendered: both walk the tree recursively, a few Python frames per
+# level, so this keeps them far from the interpreter's recursion limit (1000 by default).
+MAX_DEPTH_LIMIT = 200
 OUT_OF_BAND = 0x30  # extension code of a vector whose elements travel out of band (docs/FORMAT.md)
 
 
@@ -311,6 +314,8 @@ def _decompress(raw: bytes, start: int) -> bytes:
 
 
 def read_messages(data: bytes, max_items: int = 100, max_depth: int = 64) -> list[Message]:
+    if not 1 <= max_depth <= MAX_DEPTH_LIMIT:
+        raise ValueError(f"max_depth must be between 1 and {MAX_DEPTH_LIMIT}")
     """Parse every message of `data`, back to back. Raises InspectError on malformed input."""
     if not data:
         raise InspectError("empty input", 0)
@@ -423,16 +428,26 @@ def _temporal(t: int, v) -> str:
 
 
 def _char_text(raw: bytes) -> str:
+    return '"' + _escaped(raw) + '"'
+
+
+def _escaped(raw: bytes, keep: str = "") -> str:
+    """raw's text with every character a terminal could act on (C0 and C1 controls, DEL, bidi and
+    other format characters, unassigned and private code points, invalid UTF-8) written as q's
+    octal escapes of its bytes, and " and \\ escaped; the characters in `keep` stay as they are."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        text = "".join(chr(b) if 32 <= b < 127 else f"\\{b:03o}" for b in raw)
-        return '"' + text + '"'
+        return "".join(chr(b) if 32 <= b < 127 and b not in (34, 92) else _ESCAPES.get(b) or f"\\{b:03o}" for b in raw)
     out = []
     for ch in text:
-        code = ord(ch)
-        out.append(_ESCAPES.get(code) or (f"\\{code:03o}" if code < 32 or code == 127 else ch))
-    return '"' + "".join(out) + '"'
+        if ch in keep:
+            out.append(ch)
+        elif ch.isprintable() and ch not in '"\\':
+            out.append(ch)
+        else:
+            out.append(_ESCAPES.get(ord(ch)) or "".join(f"\\{b:03o}" for b in ch.encode("utf-8")))
+    return "".join(out)
 
 
 def _symbol_text(raw: bytes) -> str:
@@ -495,7 +510,8 @@ def _vector_text(n: Node) -> str:
 def _function_text(n: Node) -> str:
     t = n.type_code
     if t == 100:
-        return bytes(n.children[0].values).decode("utf-8", "replace")  # the source, kept whole
+        # the source, kept whole; line breaks and tabs kept, other control characters escaped
+        return _escaped(bytes(n.children[0].values), keep='\n\t"\\')
     if t == 101:
         return "" if n.code == 0xFF else UnaryPrimitive(n.code).name or f"<unary {n.code}>"
     if t == 102:
@@ -564,7 +580,7 @@ def render_q(n: Node) -> str:
     if n.buffer is not None:
         return f"<out-of-band {type_name(t)}, {n.count:,} items: buffer {n.buffer}>"
     if t == -128:
-        return "'" + n.text.decode("utf-8", "replace")
+        return "'" + _escaped(n.text)
     if t == -11:
         return _symbol_text(n.text)
     if t < 0:
@@ -638,7 +654,7 @@ class _Layout:
             size = n.end - n.data_offset
             self.row(n.data_offset, size, f"elements ({_plural(size, 'byte')}): {_preview(render_q(n))}", depth + 1)
         elif t == 100:
-            context = n.text.decode("utf-8", "replace") or "root"
+            context = _escaped(n.text) or "root"
             self.row(n.offset + 1, len(n.text) + 1, f"context: {context}", depth + 1)
             self.node(n.children[0], depth + 1, "source: ")
         elif 101 <= t <= 103:
@@ -713,8 +729,8 @@ def format_layout(msg: Message, number: int) -> str:
 
 
 def inspect_command(args: argparse.Namespace) -> int:
-    if args.max_depth < 1:
-        print("qwire inspect: --max-depth must be at least 1", file=sys.stderr)
+    if not 1 <= args.max_depth <= MAX_DEPTH_LIMIT:
+        print(f"qwire inspect: --max-depth must be between 1 and {MAX_DEPTH_LIMIT}", file=sys.stderr)
         return 2
     try:
         if args.file == "-":

@@ -22,7 +22,7 @@ from typing import IO, TYPE_CHECKING, Any, Union, overload
 from ._core import Receiver, loads, read_header_length
 from .errors import DecodeError, EndOfFile
 
-__all__ = ["load", "iter_load", "write_message", "MessageFile", "Tail", "MessageLog"]
+__all__ = ["load", "iter_load", "MessageFile", "Tail", "MessageLog"]
 
 HEADER_SIZE = 8
 DEFAULT_MAX_MESSAGE_SIZE = None  # load/iter_load/MessageFile: only the format's limit (and a file's size)
@@ -45,74 +45,6 @@ def _is_path(target: object) -> TypeIs[_Path]:
 
 # ---------------------------------------------------------------------------------------------
 # Writing: every byte, or an error that says how many were written
-
-
-def write_message(msg: Message, target: socket.socket | int | IO[bytes]) -> int:
-    """Write all of `msg` to a socket, a file descriptor or a binary file object; returns its size.
-
-    A short write is resumed where it stopped; a target that takes no more (a non-blocking
-    descriptor or socket that would block, a file object whose write returns None or 0) raises
-    `BlockingIOError` / `OSError` whose `characters_written` is the number of bytes written.
-    """
-    views = [v for v in (memoryview(s).cast("B") for s in msg.segments()) if v.nbytes]
-    total = sum(v.nbytes for v in views)
-    if isinstance(target, int):
-        _write_vectored(lambda bufs: os.writev(target, bufs), views)
-    elif hasattr(target, "sendmsg"):
-        _write_vectored(target.sendmsg, views)
-    else:
-        _write_file_object(target, views)
-    return total
-
-
-def _short_write(exc: OSError | None, written: int, total: int) -> OSError:
-    if isinstance(exc, BlockingIOError) or exc is None:
-        err: OSError = BlockingIOError(errno.EAGAIN, f"short write: {written} of {total} bytes written")
-    else:
-        err = type(exc)(exc.errno, f"short write: {written} of {total} bytes written ({exc.strerror})")
-    err.characters_written = written  # type: ignore[attr-defined]
-    return err
-
-
-def _write_vectored(send: Any, views: list[memoryview]) -> None:
-    total = sum(v.nbytes for v in views)
-    written = 0
-    pending = list(views)
-    while pending:
-        try:
-            n = send(pending[:_IOV_BATCH])
-        except InterruptedError:
-            continue
-        except OSError as e:
-            raise _short_write(e, written, total) from e
-        if n <= 0:
-            raise _short_write(None, written, total)
-        written += n
-        while n:
-            if n >= pending[0].nbytes:
-                n -= pending[0].nbytes
-                pending.pop(0)
-            else:
-                pending[0] = pending[0][n:]
-                n = 0
-
-
-def _write_file_object(target: Any, views: list[memoryview]) -> None:
-    total = sum(v.nbytes for v in views)
-    written = 0
-    write = target.write
-    for view in views:
-        while view.nbytes:
-            try:
-                n = write(view)
-            except BlockingIOError as e:
-                raise _short_write(e, written + (e.characters_written or 0), total) from e
-            if n is None or n <= 0:  # a raw non-blocking file that would block, or a full device
-                raise _short_write(None, written, total)
-            if n > view.nbytes:
-                raise OSError(f"{type(target).__name__}.write reported {n} bytes for a {view.nbytes}-byte buffer")
-            written += n
-            view = view[n:]
 
 
 def _pwrite_all(fd: int, views: list[memoryview], offset: int) -> None:

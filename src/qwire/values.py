@@ -7,6 +7,7 @@ All are plain data: function values are never evaluated.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import ItemsView, Iterable, Mapping
 from collections.abc import Iterator as _Iterator
@@ -45,16 +46,28 @@ __all__ = [
 def values_equal(a: Any, b: Any) -> bool:
     """Structural equality for decoded values: arrays compare by dtype and elements (NaN equal to
     NaN, as q treats every NaN as the same null); containers and function values compare
-    element-wise.
+    element-wise; qwire's containers and dataclasses by their fields.
 
     The walk keeps its own stack instead of recursing, so comparing values nested as deep as the
     decoder allows (function values hundreds of levels deep, which a set of them compares when
-    their hashes meet) needs no more Python stack than comparing flat ones."""
+    their hashes meet) needs no more Python stack than comparing flat ones. Cyclic values (as
+    refs=True decodes them) compare as graphs: a pair of containers already being compared is
+    taken as equal where it is met again (no difference can come from it that the first visit
+    does not find), so the walk meets each pair once and always ends."""
     pending = [(a, b)]
+    compared: set[tuple[int, int]] = set()
+    held = []  # the pairs in `compared`, alive so that their ids stay theirs
     while pending:
         a, b = pending.pop()
         if a is b:
             continue
+        t = type(a)
+        if t in _CONTAINER_TYPES or isinstance(a, (np.ndarray, Function)) or _is_dataclass_instance(a):
+            key = (id(a), id(b))
+            if key in compared:
+                continue
+            compared.add(key)
+            held.append((a, b))
         if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
             if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
                 return False
@@ -63,13 +76,13 @@ def values_equal(a: Any, b: Any) -> bool:
             if a.dtype.kind in "fc":
                 same = np.array_equal(a, b, equal_nan=True)
             elif a.dtype.kind == "O":
-                pending.extend(zip(a.tolist(), b.tolist()))
+                pending.extend(zip(a.reshape(-1).tolist(), b.reshape(-1).tolist()))
                 continue
             elif a.dtype.kind in "mM":
                 same = np.array_equal(a.view("i8"), b.view("i8"))
             else:
                 same = np.array_equal(a, b)
-        elif type(a) is not type(b):
+        elif t is not type(b):
             return False
         elif isinstance(a, (list, tuple)):
             if len(a) != len(b):
@@ -84,6 +97,25 @@ def values_equal(a: Any, b: Any) -> bool:
         elif isinstance(a, Function):
             pending.extend(zip(a._key(), b._key()))  # one type, so the same fields
             continue
+        elif t is Vector:
+            if a._code != b._code or a.attr != b.attr:
+                return False
+            pending.append((a.values, b.values))
+            continue
+        elif t is Dict or t is KeyedTable:
+            if a.sorted != b.sorted:
+                return False
+            pending.extend(((a.keys, b.keys), (a.values, b.values)))
+            continue
+        elif t is Table:
+            if a.attr != b.attr or list(a._columns) != list(b._columns):
+                return False
+            pending.extend((a._columns[k], b._columns[k]) for k in a._columns)
+            continue
+        elif _is_dataclass_instance(a):
+            fields = [f.name for f in dataclasses.fields(a) if f.compare]
+            pending.extend((getattr(a, f), getattr(b, f)) for f in fields)
+            continue
         elif isinstance(a, (float, np.floating)):
             same = a == b or (a != a and b != b)
         elif isinstance(a, (np.datetime64, np.timedelta64)):
@@ -93,6 +125,10 @@ def values_equal(a: Any, b: Any) -> bool:
         if not same:
             return False
     return True
+
+
+def _is_dataclass_instance(obj: Any) -> bool:
+    return hasattr(type(obj), "__dataclass_fields__") and not isinstance(obj, type)
 
 
 def _check_attr(attr: Any) -> Attr:
@@ -635,3 +671,7 @@ class Derived(Function):
 
 
 ELIDED = UnaryPrimitive(0xFF)
+
+
+# What values_equal walks into (and so what can close a cycle); defined once the classes exist.
+_CONTAINER_TYPES = frozenset({list, tuple, dict, Vector, Dict, Table, KeyedTable})
