@@ -5,6 +5,7 @@ import functools
 import multiprocessing
 import os
 import signal
+import time
 from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
@@ -56,6 +57,11 @@ def identity(x):
 
 
 def pid(_):
+    return os.getpid()
+
+
+def slow_pid(seconds):
+    time.sleep(seconds)  # long enough that the other worker takes the next task, however loaded the machine
     return os.getpid()
 
 
@@ -131,8 +137,8 @@ def test_arguments_and_functions_are_not_pickled(executor):
 
 
 def test_work_spreads_over_workers(executor):
-    """Both workers take tasks."""
-    pids = set(executor.map(pid, range(40)))
+    """Both workers take tasks: while one is busy, the next task goes to the other."""
+    pids = set(executor.map(slow_pid, [0.2] * 6))
     assert len(pids) == 2 and os.getpid() not in pids
 
 

@@ -2,6 +2,7 @@
 local Ray (num_cpus=2); values of those types cross with qwire, arrays out of band in the
 object store."""
 import dataclasses
+import os
 
 import numpy as np
 import pandas as pd
@@ -20,10 +21,21 @@ class Reading:
     values: np.ndarray
 
 
+def worker_pythonpath():
+    """PYTHONPATH for Ray's workers: this directory (they import this module by name, for the
+    remote functions and for Reading), then the driver's own PYTHONPATH made absolute (src/ when
+    qwire is run in place; nothing when it is installed, as in CI). Workers start elsewhere, so
+    relative entries would not resolve there."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    inherited = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return os.pathsep.join([here, *inherited])
+
+
 @pytest.fixture(scope="module")
 def ray_session():
     qray.init([pd.DataFrame, Reading, qwire.Table], num_cpus=2, include_dashboard=False,
-              log_to_driver=False, configure_logging=False)
+              log_to_driver=False, configure_logging=False,
+              runtime_env={"env_vars": {"PYTHONPATH": worker_pythonpath()}})
     yield
     ray.shutdown()
 

@@ -111,7 +111,18 @@ RUNTIME = [
     ("Seconds a request or `receive()` waits", lambda: qwire.ipc.Limits().request_timeout),
     ("Connections a server holds at once", lambda: qwire.ipc.Limits().max_connections),
     ("Seconds a message may take to arrive once begun", lambda: qwire.ipc.Limits().transfer_timeout),
+    ("qwire.pipe: bytes of the in-socket message", lambda: _pipe_connection().max_message_size),
 ]
+
+
+def _pipe_connection():
+    """A default qwire.pipe.Connection's settings (the socketpair closed at once)."""
+    import qwire.pipe
+
+    a, b = qwire.pipe.Pipe()
+    a.close()
+    b.close()
+    return a
 
 
 def _default_kw(fn, name):

@@ -16,9 +16,13 @@ arrays are read-only views of the shared pages. Smaller buffers stay in the mess
 written with `sendmsg` from its segments (never joined). Where memory files are unavailable, or with
 `shm=False`, everything travels in the message through the socket.
 
+pandas objects need nothing special: the codec writes a DataFrame, Series or Index exactly by
+default (docs/TABLES.md), its column arrays as out-of-band buffers like any other array, so a large
+column goes through shared memory and comes back as a read-only view of it.
+
 Frame layout (little-endian):
 
-    header       magic "QWfr", version u8, flags u8 (1: pandas layout), descriptors u16, buffers u32,
+    header       magic "QWfr", version u8, flags u8 (0), descriptors u16, buffers u32,
                  reserved u32 (0), message length u64, reserved u64 (0)           32 bytes
     buffers      per out-of-band buffer: descriptor index u32, reserved u32 (0),
                  offset u64, length u64 (in that memory file)                     24 bytes each
@@ -38,12 +42,13 @@ import threading
 import time
 from typing import Any
 
-from . import _pandas_layout, shm as _shm
+from . import shm as _shm
 from ._core import Decoder, Receiver, dumps, read_header_length
 from ._oob import loads_with_buffers
-from .errors import DecodeError, EncodeError, FrameError, PipeClosedError
+from .errors import DecodeError, FrameError, PipeClosedError
 
-__all__ = ["Pipe", "Connection", "Listener", "connect", "DEFAULT_SHM_THRESHOLD", "MAX_DESCRIPTORS", "MAX_BUFFERS"]
+__all__ = ["Pipe", "Connection", "Listener", "connect", "DEFAULT_SHM_THRESHOLD", "DEFAULT_MAX_MESSAGE_SIZE",
+           "MAX_DESCRIPTORS", "MAX_BUFFERS"]
 
 MAGIC = b"QWfr"
 VERSION = 1
@@ -58,9 +63,9 @@ DEFAULT_SHM_THRESHOLD = 256 << 10
 MAX_DESCRIPTORS = 253
 # Out-of-band buffers per frame (a frame's buffer table is at most 24 MiB).
 MAX_BUFFERS = 1 << 20
-# Header flag: the message is [kind, payload] of qwire._pandas_layout (a pandas object sent
-# exactly, dtypes and index kept) instead of the value itself.
-FLAG_PANDAS_LAYOUT = 0x01
+# Bytes of the in-socket message a Connection accepts: no limit by default, because the receive
+# buffer grows only with what arrives (never by a claimed length).
+DEFAULT_MAX_MESSAGE_SIZE = None
 _IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024, 1024)
 _RECV_CHUNK = 1 << 24
 
@@ -80,10 +85,8 @@ class Connection:
     Options: shm (True: use shared memory where available), shm_threshold (bytes; smaller buffers
     stay in the message), max_message_size (bytes of the in-socket message, default no limit:
     the receive buffer grows only with what arrives), max_buffers, max_cached_bytes (the
-    sender's reusable segments), exact_pandas (True: a DataFrame, Series or Index sent at the top
-    level comes back as itself, dtypes and index kept, by qwire._pandas_layout, and one it cannot
-    carry exactly is an EncodeError; False: qwire's mapping, a qwire.Table), dumps (a dict of
-    qwire.dumps options),
+    sender's reusable segments), dumps (a dict of qwire.dumps options, e.g. q_compatible=True to
+    send DataFrames as plain q tables),
     and the decoder's options (max_depth, registry, max_expansion, max_decoded_size, ...).
 
     A connection can be passed to a multiprocessing.Process (fork or spawn) like
@@ -96,10 +99,9 @@ class Connection:
         *,
         shm: bool = True,
         shm_threshold: int = DEFAULT_SHM_THRESHOLD,
-        max_message_size: int | None = None,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         max_buffers: int = MAX_BUFFERS,
         max_cached_bytes: int = 512 << 20,
-        exact_pandas: bool = True,
         dumps: dict[str, Any] | None = None,
         **decoder_options: Any,
     ) -> None:
@@ -111,7 +113,6 @@ class Connection:
         self.max_message_size = max_message_size
         self.max_buffers = min(int(max_buffers), MAX_BUFFERS)
         self.max_cached_bytes = max_cached_bytes
-        self.exact_pandas = bool(exact_pandas)
         self._dumps_options = dict(dumps or {})
         for forbidden in ("buffer_callback", "msg_type"):
             if forbidden in self._dumps_options:
@@ -169,17 +170,9 @@ class Connection:
             return self._send(obj)
 
     def _send(self, obj: object) -> int:
-        flags = 0
-        if self.exact_pandas and type(obj).__module__.startswith("pandas"):
-            try:
-                obj = list(_pandas_layout.prepare(obj))
-            except TypeError as e:
-                raise EncodeError(f"{e}; send it with exact_pandas=False to use qwire's table mapping "
-                                  "(docs/TYPES.md), or convert it first", type(obj)) from None
-            flags = FLAG_PANDAS_LAYOUT
         if not self.shm:
             msg = dumps(obj, **self._dumps_options)
-            return self._sendmsg([_HEADER.pack(MAGIC, VERSION, flags, 0, 0, 0, msg.nbytes, 0), *msg.segments()], [])
+            return self._sendmsg([_HEADER.pack(MAGIC, VERSION, 0, 0, 0, 0, msg.nbytes, 0), *msg.segments()], [])
         threshold = self.shm_threshold
         regions: dict[int, tuple[_shm.SharedRegion, int]] = {}  # id(region) -> (region, fd index)
         plan: list[tuple[int, int, int]] = []                   # (fd index or -1 for the copy, offset, length)
@@ -226,7 +219,7 @@ class Connection:
             if len(fds) > MAX_DESCRIPTORS:
                 raise ValueError(f"a frame can carry at most {MAX_DESCRIPTORS} memory files; this value "
                                  f"spans {len(regions)} shared regions")
-            head = _HEADER.pack(MAGIC, VERSION, flags, len(fds), len(plan), 0, msg.nbytes, 0)
+            head = _HEADER.pack(MAGIC, VERSION, 0, len(fds), len(plan), 0, msg.nbytes, 0)
             return self._sendmsg([head + b"".join(table), *msg.segments()], fds)
         finally:
             for fd in fds:
@@ -264,15 +257,8 @@ class Connection:
         with self._recv_lock:
             if timeout is not None and not self.poll(timeout):
                 raise TimeoutError(f"no frame arrived within {timeout} s")
-            flags, message, buffers = self._recv_frame()
-            value = self._decoder.decode(message) if not buffers else self._decode_with_buffers(message, buffers)
-            if not flags & FLAG_PANDAS_LAYOUT:
-                return value
-            try:
-                kind, payload = value
-                return _pandas_layout.restore(kind, payload)
-            except Exception as e:  # the frame was whole: the stream is still in step
-                raise DecodeError(f"malformed pandas layout in a frame: {e}", None) from None
+            message, buffers = self._recv_frame()
+            return self._decoder.decode(message) if not buffers else self._decode_with_buffers(message, buffers)
 
     def _decode_with_buffers(self, message: memoryview, buffers: list[memoryview]) -> Any:
         options = {k: v for k, v in self._decoder_options.items() if k not in ("max_expansion", "max_decoded_size")}
@@ -280,14 +266,14 @@ class Connection:
                                   max_decoded_size=self._decoder.max_decoded_size,
                                   max_message_size=self.max_message_size, **options)
 
-    def _recv_frame(self) -> tuple[int, memoryview, list[memoryview]]:
+    def _recv_frame(self) -> tuple[memoryview, list[memoryview]]:
         fds: list[int] = []
         try:
             head = self._recv_header(fds)
             magic, version, flags, n_fds, n_buffers, reserved, msg_len, reserved2 = _HEADER.unpack(head)
             if magic != MAGIC:
                 raise FrameError(f"not a qwire pipe frame (magic {magic!r})", 0)
-            if version != VERSION or flags & ~FLAG_PANDAS_LAYOUT or reserved or reserved2:
+            if version != VERSION or flags or reserved or reserved2:
                 raise FrameError(f"unsupported frame version {version} (flags {flags})", 4)
             if n_fds != len(fds):
                 raise FrameError(f"the frame names {n_fds} memory files but {len(fds)} came with it", 6)
@@ -311,7 +297,7 @@ class Connection:
                 raise PipeClosedError(f"the pipe failed while receiving: {e}") from e
             raise
         try:
-            return flags, message, self._map_buffers(table, n_buffers, fds)
+            return message, self._map_buffers(table, n_buffers, fds)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -397,7 +383,6 @@ class Connection:
         from multiprocessing import reduction
 
         options = dict(shm=self.shm, shm_threshold=self.shm_threshold, max_message_size=self.max_message_size,
-                       exact_pandas=self.exact_pandas,
                        max_buffers=self.max_buffers, max_cached_bytes=self.max_cached_bytes,
                        dumps=self._dumps_options, **self._decoder_options)
         return _rebuild_connection, (reduction.DupFd(self.fileno()), options)

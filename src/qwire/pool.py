@@ -12,8 +12,9 @@ qualified name, resolved by import in the worker, as pickle does for functions) 
 encoded with qwire, large arrays through shared memory; the result comes back the same way.
 Functions must therefore be importable by name (module-level functions, methods of module-level
 classes, builtins, functools.partial of those): lambdas and nested functions raise TypeError.
-pandas DataFrames, Series and Index objects passed or returned directly (not nested) keep their
-dtypes and index (qwire._pandas_layout).
+pandas DataFrames, Series and Index objects, passed or returned at any depth, come back exactly
+(dtypes and index kept: the codec's own frames, docs/TABLES.md), their large columns through shared
+memory like any array.
 An exception in the worker is raised here with its type when it is a builtin or qwire exception,
 otherwise as `RemoteError`; its traceback text is attached as a note. A worker that dies breaks the pool
 (`concurrent.futures.process.BrokenProcessPool`), as the standard library's does.
@@ -38,7 +39,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from . import _pandas_layout, errors as _errors
+from . import errors as _errors
 from ._core import dumps, loads
 from .errors import EncodeError, PipeClosedError
 from .pipe import Connection, Pipe
@@ -81,28 +82,12 @@ def _resolve(name: str) -> Any:
     return obj
 
 
-def _exact(value: Any) -> list[Any]:
-    """[kind, payload]: a pandas object in qwire's exact layout (it comes back as itself, not as
-    a qwire.Table), anything else as it is."""
-    if type(value).__module__.startswith("pandas"):
-        try:
-            return list(_pandas_layout.prepare(value))
-        except TypeError as e:
-            raise EncodeError(f"{e}; convert it before passing it to a qwire pool", type(value)) from None
-    return ["value", value]
-
-
-def _restore(item: list[Any]) -> Any:
-    kind, payload = item
-    return _pandas_layout.restore(kind, payload)
-
-
 def _task(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
     if isinstance(fn, functools.partial):
         args = fn.args + tuple(args)
         kwargs = {**fn.keywords, **kwargs}
         fn = fn.func
-    return [_function_name(fn), [_exact(a) for a in args], {k: _exact(v) for k, v in kwargs.items()}]
+    return [_function_name(fn), list(args), kwargs]
 
 
 def _error_payload(e: BaseException) -> list[str]:
@@ -145,12 +130,12 @@ def _worker_main(conn: Connection, initializer: str | None, initargs: tuple[Any,
             return
         try:
             name, args, kwargs = task
-            result = _resolve(name)(*[_restore(a) for a in args], **{k: _restore(v) for k, v in kwargs.items()})
+            result = _resolve(name)(*args, **kwargs)
         except BaseException as e:  # every task failure goes back to the caller
             conn.send(["error", _error_payload(e)])
             continue
         try:
-            conn.send(["ok", _exact(result)])
+            conn.send(["ok", result])
         except EncodeError as e:  # nothing was written: the stream is still in step
             conn.send(["error", _error_payload(e)])
 
@@ -231,10 +216,7 @@ class ProcessPoolExecutor(concurrent.futures.Executor):
                 fut.set_exception(e)
                 continue
             if status == "ok":
-                try:
-                    fut.set_result(_restore(payload))
-                except Exception as e:  # a malformed layout from the worker
-                    fut.set_exception(e)
+                fut.set_result(payload)
             else:
                 fut.set_exception(_rebuild_error(payload))
         try:

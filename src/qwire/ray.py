@@ -14,9 +14,10 @@ pickling stores out of band in its object store (zero-copy, shared by the worker
 deserializing is `qwire.loads(message, buffers=...)`, so arrays are read-only views of the object
 store. Ray still pickles the envelope (a bytes object and buffer references: nothing that builds
 other objects), and everything of a type you did not register goes through Ray's own serializer.
-pandas DataFrames, Series and Index objects use qwire's exact pandas layout (as qwire.dask does) (dtypes, missing
-strings, categoricals and indexes kept); other types use qwire's type mapping (docs/TYPES.md), so
-register only types whose values round-trip (a registered dataclass, qwire.Table, ...).
+pandas DataFrames, Series and Index objects come back exactly (dtypes, missing strings,
+categoricals and indexes kept: the codec's own frames, docs/TABLES.md); other types use qwire's type
+mapping (docs/TYPES.md), so register only types whose values round-trip (a registered dataclass,
+qwire.Table, ...).
 """
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._core import dumps
-from ._pandas_layout import prepare, restore
 from ._oob import loads_with_buffers
 
 __all__ = ["init", "register", "runtime_env", "setup_worker", "stats"]
@@ -53,16 +53,15 @@ def _resolve(name: str) -> Any:
 
 def _serialize(value: Any) -> tuple[Any, ...]:
     buffers: list[pickle.PickleBuffer] = []
-    kind, payload = prepare(value) if type(value).__module__.startswith("pandas") else ("value", value)
-    msg = dumps(payload, buffer_callback=buffers.append)
+    msg = dumps(value, buffer_callback=buffers.append)
     _counts["serialized"] += 1
-    return (kind, bytes(msg), buffers)
+    return (bytes(msg), buffers)
 
 
 def _deserialize(payload: tuple[Any, ...]) -> Any:
-    kind, message, buffers = payload
+    message, buffers = payload
     _counts["deserialized"] += 1
-    return restore(kind, loads_with_buffers(message, buffers))
+    return loads_with_buffers(message, buffers)
 
 
 def register(types: Iterable[type]) -> None:
