@@ -83,6 +83,18 @@ cdef Py_ssize_t _object_and_dict_cost(object obj) except -1:
     return cost
 
 
+cdef object _object_sizeof = object.__sizeof__
+
+
+cdef Py_ssize_t _shell_cost(object obj) except -1:
+    """obj's own object, not what its __sizeof__ adds for what it refers to (pandas' DataFrame
+    __sizeof__ walks every cell): for values built over data already charged."""
+    try:
+        return <Py_ssize_t>_object_sizeof(obj) + COST_SLOT * 2
+    except Exception:
+        return COST_ATOM
+
+
 cdef Py_ssize_t _object_cost(object obj) except -1:
     """Objects whose size depends on their contents (sets, tuples, Decimals, ints, arrays...):
     getsizeof, which counts their own storage (an array's data when it owns it). A registered

@@ -42,6 +42,8 @@ cdef struct DState:
     Py_ssize_t hash_work             # values hashing set items and dict keys visits (hashtally.pxi) ...
     Py_ssize_t hash_limit            # ... and the most it may (-1: not computed yet)
     double hash_per_byte             # the decoder's factor for it, -1 for no bound
+    double expansion                 # the decoder's max_expansion, -1 for None ...
+    Py_ssize_t decoded_cap           # ... and its max_decoded_size (PY_SSIZE_T_MAX for None)
 
 
 cdef int _fail(str what, Py_ssize_t offset, int type_code=0) except -1:
@@ -67,6 +69,17 @@ cdef inline int _charge(DState* s, Py_ssize_t nbytes, Py_ssize_t at) except -1:
     if s.spent + s.syms.spent > s.limit:
         _over_budget(s, at)
     return 0
+
+
+cdef inline void _grant_received(DState* s, Py_ssize_t nbytes) noexcept:
+    """Out-of-band buffers are bytes received as much as the message's own: the memory budget
+    grows by max_expansion x their size, as it is for the message (up to max_decoded_size)."""
+    if s.expansion < 0 or nbytes <= 0 or s.shown_limit >= s.decoded_cap:
+        return
+    cdef double grown = <double>s.shown_limit + s.expansion * <double>nbytes
+    cdef Py_ssize_t shown = s.decoded_cap if grown >= <double>s.decoded_cap else <Py_ssize_t>grown
+    s.limit += shown - s.shown_limit
+    s.shown_limit = shown
 
 
 cdef int _over_budget(DState* s, Py_ssize_t at) except -1:
@@ -444,6 +457,8 @@ cdef class Decoder:
         s.hash_work = 0
         s.hash_limit = -1                # computed when something is first hashed (hashtally.pxi)
         s.hash_per_byte = self._hash_per_byte
+        s.expansion = self._expansion
+        s.decoded_cap = self._decoded_cap
         if self._expansion < 0:
             s.limit = s.shown_limit = self._decoded_cap
         else:
@@ -592,6 +607,7 @@ cdef object _decode_out_of_band(DState* s, Py_ssize_t start):
     cdef uint64_t width = ELEMENT_WIDTH[code]
     if n > <uint64_t>PY_SSIZE_T_MAX // width or <uint64_t>view.len != n * width:
         _fail(f"out-of-band buffer #{index} has {view.len} bytes; the vector needs {n} x {width}", start, QT_EXTENSION)
+    _grant_received(s, view.len)
     cdef const unsigned char* p = <const unsigned char*>view.buf
     cdef Py_ssize_t i
     if code == QT_BOOLEAN:
@@ -658,7 +674,9 @@ cdef object _decode_extension(DState* s, Py_ssize_t start, int depth):
     except Exception as e:
         raise DecodeError(f"cannot decode extension record {code:#04x}: {_exception_text(e)}", start, QT_EXTENSION) from e
     s.spent -= before
-    _charge(s, _object_cost(value), start)
+    # A table integration's value is built over its payload, whose columns were charged as they
+    # were decoded: getsizeof would size it again (a DataFrame's walks every object cell).
+    _charge(s, _shell_cost(value) if _PAYLOAD_BACKED[code] else _object_cost(value), start)
     if type(payload) is list and value is not payload:
         # the payload list, charged when it was decoded, is freed on return (the value holds its
         # items, not it)

@@ -51,6 +51,11 @@ for _c in _extensions.HANDLED_CODES:
     _CODE_CLASS[_c] = CODE_CONTAINER if _c in _extensions.CONTAINER_CODES else CODE_LEAF
 for _c in (EXT_REGISTERED, EXT_REF, EXT_DEFINE, EXT_DEFINE_IMMUTABLE):
     _CODE_CLASS[_c] = CODE_CORE
+# Handler records whose value is built over its payload's already charged data (budget.pxi)
+cdef bint[256] _PAYLOAD_BACKED
+_PAYLOAD_BACKED[:] = [False] * 256
+for _c in _extensions.PAYLOAD_BACKED_CODES:
+    _PAYLOAD_BACKED[_c] = True
 
 # Checked by tests/test_registry.py and tests/test_extensions.py against the Python side.
 CORE_RECORD_CODES = {"REGISTERED": EXT_REGISTERED, "REF": EXT_REF, "DEFINE": EXT_DEFINE,

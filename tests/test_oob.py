@@ -133,3 +133,16 @@ def test_oob_roundtrip_any_dtype_and_shape(arr, fortran):
     # and the same buffers given again, as memoryviews of copies, decode the same
     again = qwire.loads(m, buffers=[memoryview(bytes(b)) for b in buffers])
     assert again.dtype == back.dtype and np.ascontiguousarray(again).tobytes() == np.ascontiguousarray(back).tobytes()
+
+
+def test_out_of_band_buffers_grow_the_memory_budget_as_received_bytes():
+    """The memory budget is max_expansion x the bytes received, out-of-band buffers included: a
+    4 MB bytes value sent out of band decodes by default (the copy it makes is within 16x what
+    arrived), and max_decoded_size still caps it."""
+    value = {"blob": b"x" * (4 << 20)}
+    buffers = []
+    m = qwire.dumps(value, buffer_callback=buffers.append)
+    assert len(m) < 1024 and sum(memoryview(b).nbytes for b in buffers) == 4 << 20
+    assert qwire.loads(m, buffers=buffers) == value
+    with pytest.raises(qwire.DecodeError, match="memory limit"):
+        qwire.loads(m, buffers=buffers, max_decoded_size=1 << 20)

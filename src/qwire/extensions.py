@@ -82,6 +82,11 @@ class Code(enum.IntEnum):
 CONTAINER_CODES = frozenset({Code.TUPLE, Code.SET, Code.FROZENSET, Code.OBJECT_NDARRAY, Code.PANDAS_FRAME,
                              Code.PANDAS_SERIES, Code.PANDAS_INDEX, Code.PANDAS_SCALAR, Code.ARROW, Code.POLARS})
 
+# Codes whose value is built over its payload (the columns and buffers the decoder has already
+# charged to the memory budget): the decoder charges the value's own object, not getsizeof, which
+# for a DataFrame is pandas' deep memory_usage (a walk of every object cell).
+PAYLOAD_BACKED_CODES = frozenset({Code.PANDAS_FRAME, Code.PANDAS_SERIES, Code.PANDAS_INDEX, Code.ARROW, Code.POLARS})
+
 
 # ---- encoding ------------------------------------------------------------------------------------
 
