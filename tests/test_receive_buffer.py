@@ -128,3 +128,17 @@ def test_growth_reaches_the_whole_message_once_a_quarter_arrived():
         return r.finish()
 
     assert _peak_while(receive) <= total + 4 * MiB
+
+
+@pytest.mark.parametrize("chunk", [4096, 64 * 1024, 1 << 20])
+def test_a_larger_vector_after_the_placement_is_still_aligned(chunk):
+    """The buffer is placed for the largest vector seen when it grows to the whole message
+    (here the first, 800 KB); a larger one arriving later (2.4 MB) is aligned by finish()."""
+    value = [np.arange(100_000, dtype=np.float64), np.arange(300_000, dtype=np.float64)]
+    data = bytes(qwire.dumps(value))
+    dec = qwire.Decoder()
+    for i in range(0, len(data), chunk):
+        dec.feed(data[i : i + chunk])
+    got = next(dec)
+    assert got[1].ctypes.data % 64 == 0
+    assert all(np.array_equal(g, e) for g, e in zip(got, value))
