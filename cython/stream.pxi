@@ -13,6 +13,27 @@ cdef enum:
     RECEIVE_JUMP_SHARE = 4         # growth jumps to the whole message once it would reach this share of it
 
 
+cdef Py_ssize_t _skip_strings(const unsigned char* b, Py_ssize_t pos, Py_ssize_t end, uint64_t n) noexcept:
+    """The offset after n NUL-terminated strings from pos, or -1 if end comes first. Counts the
+    NULs eight bytes at a time: a symbol column is mostly short names, and one memchr per name
+    made walking a 1M-row column 5 ms (receive buffers walk each large message)."""
+    cdef uint64_t x, zeros
+    cdef uint64_t low7 = 0x7F7F7F7F7F7F7F7FULL
+    while n > 0 and end - pos >= 8:
+        memcpy(&x, b + pos, 8)
+        # 0x80 exactly in each byte of x that is 0 (no carry crosses a byte), then their count
+        zeros = (((~(((x & low7) + low7) | x | low7)) >> 7) * 0x0101010101010101ULL) >> 56
+        if zeros >= n:
+            break
+        n -= zeros
+        pos += 8
+    while n > 0 and pos < end:
+        if b[pos] == 0:
+            n -= 1
+        pos += 1
+    return pos if n == 0 else -1
+
+
 cdef Py_ssize_t _skip_item(const unsigned char* b, Py_ssize_t pos, Py_ssize_t end, bint swap, int depth,
                            Py_ssize_t* best_at, Py_ssize_t* best_len) noexcept:
     """The offset after the item at pos, or -1 if malformed; records the largest fixed-width
@@ -63,12 +84,7 @@ cdef Py_ssize_t _skip_item(const unsigned char* b, Py_ssize_t pos, Py_ssize_t en
                     return -1
             return pos
         if t == QT_SYMBOL:
-            for i in range(<Py_ssize_t>n):
-                z = memchr(b + pos, 0, end - pos)
-                if z == NULL:
-                    return -1
-                pos = (<const unsigned char*>z - b) + 1
-            return pos
+            return _skip_strings(b, pos, end, n)
         w = ELEMENT_WIDTH[t]
         if n > <uint64_t>((end - pos) // w):
             return -1

@@ -142,3 +142,17 @@ def test_a_larger_vector_after_the_placement_is_still_aligned(chunk):
     got = next(dec)
     assert got[1].ctypes.data % 64 == 0
     assert all(np.array_equal(g, e) for g, e in zip(got, value))
+
+
+@settings(max_examples=200, deadline=None)
+@given(names=st.lists(st.text(st.characters(min_codepoint=1, max_codepoint=0x2FF), max_size=12), min_size=1, max_size=60),
+       n=st.integers(1, 50))
+def test_the_largest_vector_is_found_after_any_symbol_column(names, n):
+    """The walk that places receive buffers skips symbol columns of any names (counting NULs
+    eight bytes at a time) and lands on the vector after them; a cut-off column is refused."""
+    data = bytes(qwire.dumps([np.array(names, dtype=object), np.arange(n, dtype=np.int64)]))
+    assert data[8 + 6] == 11                       # the first item is a symbol vector
+    assert _core.largest_vector_payload(data) == (len(data) - 8 * n, 8 * n)
+    for cut in (len(data) - 8 * n - 7, len(data) - 8 * n - 8):   # the column without its last byte or two
+        at, length = _core.largest_vector_payload(data[:cut])
+        assert (at, length) == (-1, 0)
