@@ -5,10 +5,33 @@ from cpython.pythread cimport (
     NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock, PyThread_free_lock,
     PyThread_get_thread_ident, PyThread_release_lock, PyThread_type_lock,
 )
+from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
 
 cdef enum:
     ALIGNMENT = 64
     RECEIVE_INITIAL = 1 << 16      # bytes allocated before the sender has proved more (then doubling)
+    RECEIVE_JUMP_SHARE = 4         # growth jumps to the whole message once it would reach this share of it
+
+
+cdef Py_ssize_t _skip_strings(const unsigned char* b, Py_ssize_t pos, Py_ssize_t end, uint64_t n) noexcept:
+    """The offset after n NUL-terminated strings from pos, or -1 if end comes first. Counts the
+    NULs eight bytes at a time: a symbol column is mostly short names, and one memchr per name
+    made walking a 1M-row column 5 ms (receive buffers walk each large message)."""
+    cdef uint64_t x, zeros
+    cdef uint64_t low7 = 0x7F7F7F7F7F7F7F7FULL
+    while n > 0 and end - pos >= 8:
+        memcpy(&x, b + pos, 8)
+        # 0x80 exactly in each byte of x that is 0 (no carry crosses a byte), then their count
+        zeros = (((~(((x & low7) + low7) | x | low7)) >> 7) * 0x0101010101010101ULL) >> 56
+        if zeros >= n:
+            break
+        n -= zeros
+        pos += 8
+    while n > 0 and pos < end:
+        if b[pos] == 0:
+            n -= 1
+        pos += 1
+    return pos if n == 0 else -1
 
 
 cdef Py_ssize_t _skip_item(const unsigned char* b, Py_ssize_t pos, Py_ssize_t end, bint swap, int depth,
@@ -45,6 +68,13 @@ cdef Py_ssize_t _skip_item(const unsigned char* b, Py_ssize_t pos, Py_ssize_t en
             memcpy(&u32, b + pos + 1, 4)
             n = qw_bswap32(u32) if swap else u32
             pos += 5
+        if t != QT_LIST and t != QT_SYMBOL and n > <uint64_t>((end - pos) // ELEMENT_WIDTH[t]):
+            # cut off by end: recorded at its announced size for a caller walking the prefix
+            # that has arrived (Receiver); a whole-message walk fails here anyway
+            if n <= <uint64_t>(PY_SSIZE_T_MAX // 16) and <Py_ssize_t>n * ELEMENT_WIDTH[t] > best_len[0]:
+                best_len[0] = <Py_ssize_t>n * ELEMENT_WIDTH[t]
+                best_at[0] = pos
+            return -1
         if n > <uint64_t>(end - pos):
             return -1
         if t == QT_LIST:
@@ -54,12 +84,7 @@ cdef Py_ssize_t _skip_item(const unsigned char* b, Py_ssize_t pos, Py_ssize_t en
                     return -1
             return pos
         if t == QT_SYMBOL:
-            for i in range(<Py_ssize_t>n):
-                z = memchr(b + pos, 0, end - pos)
-                if z == NULL:
-                    return -1
-                pos = (<const unsigned char*>z - b) + 1
-            return pos
+            return _skip_strings(b, pos, end, n)
         w = ELEMENT_WIDTH[t]
         if n > <uint64_t>((end - pos) // w):
             return -1
@@ -111,15 +136,57 @@ def largest_vector_payload(data):
     return (at, length)
 
 
+cdef class _ReceiveBlock:
+    """One allocation holding a Receiver's bytes, exported through the buffer protocol. While no
+    view of it exists it may be resized in place (realloc: large blocks move by remapping pages,
+    not by copying); once viewed it only ever grows into a fresh block, so no view dangles."""
+    cdef char* data
+    cdef Py_ssize_t size
+    cdef Py_ssize_t exports
+
+    def __dealloc__(self):
+        PyMem_RawFree(self.data)
+
+    def __getbuffer__(self, Py_buffer* view, int flags):
+        PyBuffer_FillInfo(view, self, self.data, self.size, 0, flags)
+        self.exports += 1
+
+    def __releasebuffer__(self, Py_buffer* view):
+        self.exports -= 1
+
+
+cdef _ReceiveBlock _new_receive_block(Py_ssize_t size):
+    cdef _ReceiveBlock block = _ReceiveBlock.__new__(_ReceiveBlock)
+    block.data = <char*>PyMem_RawMalloc(size)
+    if block.data == NULL:
+        raise MemoryError(f"cannot allocate a receive buffer of {size} bytes")
+    block.size = size
+    return block
+
+
+cdef Py_ssize_t _aligned_start(const char* base, Py_ssize_t payload_at) noexcept:
+    """Where in [0, ALIGNMENT) a message starts in a block at base so that the byte at
+    payload_at (an offset in the message) lies on an ALIGNMENT boundary."""
+    return <Py_ssize_t>((ALIGNMENT - ((<size_t>base + <size_t>payload_at) % ALIGNMENT)) % ALIGNMENT)
+
+
 cdef class Receiver:
     """The bytes of one message as they arrive, in a buffer that grows with what was received
-    (a header's claimed length allocates nothing by itself) and that is finally placed so that the
-    payload of the message's largest vector is 64-byte aligned.
+    (a header's claimed length allocates nothing by itself) and in which the payload of the
+    message's largest vector ends up 64-byte aligned.
+
+    Growth: doubling from RECEIVE_INITIAL, but straight to the whole message once the next size
+    would reach 1/RECEIVE_JUMP_SHARE of it, so memory stays within a constant factor of the bytes
+    that have arrived (a hostile header claiming a gigabyte gets nothing for it) while an honest
+    message is reallocated only a few times, in place where the allocator can. The allocation for
+    the whole message places the largest vector seen so far (its header has arrived, usually its
+    payload has not) on the boundary, so finish() moves the message only when a larger vector came
+    after that.
 
     One reader's: a Receiver used from two threads at once raises RuntimeError in the second.
     Every method checks its arguments; after finish() the Receiver takes nothing more."""
 
-    cdef cnp.ndarray _store        # uint8 storage; the message lives at _store[_start:_start+_total]
+    cdef _ReceiveBlock _block      # the message lives at _block.data[_start:_start+total], _start < ALIGNMENT
     cdef Py_ssize_t _start
     cdef readonly Py_ssize_t total
     cdef readonly Py_ssize_t filled
@@ -131,7 +198,7 @@ cdef class Receiver:
             raise ValueError(f"a message is at least {HEADER_SIZE + 1} bytes, not {total}")
         self.total = total
         self._start = 0
-        self._store = np.empty(min(total, <Py_ssize_t>RECEIVE_INITIAL) + ALIGNMENT, dtype=np.uint8)
+        self._block = _new_receive_block(min(total, <Py_ssize_t>RECEIVE_INITIAL) + ALIGNMENT)
         self.filled = 0
         self._lent = 0
         self._busy = False
@@ -140,20 +207,51 @@ cdef class Receiver:
     cdef int _enter(self) except -1:
         if self._busy:
             raise RuntimeError("a Receiver is used by two threads at once (it belongs to one reader)")
-        if self._store is None:
+        if self._block is None:
             raise ValueError("this Receiver is finished (or was never initialised)")
         self._busy = True
         return 0
 
-    cdef void _ensure(self, Py_ssize_t need):
-        cdef Py_ssize_t cap = self._store.shape[0] - ALIGNMENT
+    cdef Py_ssize_t _largest_payload_at(self, Py_ssize_t end) noexcept:
+        """The offset of the largest fixed-width vector payload whose header lies in the first
+        end bytes (a vector cut off by end counts at its announced size), or -1."""
+        cdef const unsigned char* b = <const unsigned char*>self._block.data + self._start
+        cdef Py_ssize_t at = -1, length = 0
+        if end < HEADER_SIZE + 1 or b[2] != 0:
+            return -1
+        _skip_item(b, HEADER_SIZE, end, b[0] == 0, 0, &at, &length)
+        return at
+
+    cdef int _ensure(self, Py_ssize_t need) except -1:
+        cdef Py_ssize_t cap = self._block.size - ALIGNMENT
         if need <= cap:
-            return
-        cdef Py_ssize_t newcap = min(max(cap * 2, need), self.total)
-        fresh = np.empty(newcap + ALIGNMENT, dtype=np.uint8)
-        fresh[:self.filled] = self._store[self._start:self._start + self.filled]
-        self._store = fresh
-        self._start = 0
+            return 0
+        cdef Py_ssize_t newcap = max(cap * 2, need)
+        if newcap >= self.total // RECEIVE_JUMP_SHARE:
+            newcap = self.total
+        newcap = min(newcap, self.total)
+        cdef Py_ssize_t aim = self._largest_payload_at(self.filled) if newcap == self.total else -1
+        cdef _ReceiveBlock old = self._block
+        cdef _ReceiveBlock dst
+        cdef char* grown
+        cdef const char* src
+        if old.exports == 0:
+            grown = <char*>PyMem_RawRealloc(old.data, newcap + ALIGNMENT)
+            if grown == NULL:
+                raise MemoryError(f"cannot grow a receive buffer to {newcap} bytes")
+            old.data = grown
+            old.size = newcap + ALIGNMENT
+            dst = old
+            src = grown + self._start
+        else:                     # a view of the old block exists: it keeps the old bytes
+            dst = _new_receive_block(newcap + ALIGNMENT)
+            src = old.data + self._start
+        cdef Py_ssize_t start = self._start if aim < 0 else _aligned_start(dst.data, aim)
+        if dst is not old or start != self._start:
+            memmove(dst.data + start, src, self.filled)
+        self._block = dst
+        self._start = start
+        return 0
 
     def write(self, data):
         """Append up to the rest of the message from data; returns how many bytes were taken."""
@@ -166,7 +264,7 @@ cdef class Receiver:
             if k <= 0:
                 return 0
             self._ensure(self.filled + k)
-            memcpy(<char*>cnp.PyArray_DATA(self._store) + self._start + self.filled, &src[0], k)
+            memcpy(self._block.data + self._start + self.filled, &src[0], k)
             self.filled += k
             return k
         finally:
@@ -183,7 +281,7 @@ cdef class Receiver:
             k = min(self.total - self.filled, limit)
             self._ensure(self.filled + k)
             self._lent = k
-            return memoryview(self._store)[self._start + self.filled:self._start + self.filled + k]
+            return memoryview(self._block)[self._start + self.filled:self._start + self.filled + k]
         finally:
             self._busy = False
 
@@ -209,17 +307,16 @@ cdef class Receiver:
     cdef object _finish(self):
         if self.filled != self.total:
             raise DecodeError(f"message incomplete: {self.filled} of {self.total} bytes", self.filled)
-        cdef Py_ssize_t at, length
-        cdef char* base = <char*>cnp.PyArray_DATA(self._store)
-        at, length = largest_vector_payload(memoryview(self._store)[self._start:self._start + self.total])
-        cdef Py_ssize_t want = self._start
+        cdef char* base = self._block.data
+        cdef Py_ssize_t at = self._largest_payload_at(self.total)
+        cdef Py_ssize_t want
         if at >= 0:
-            want = (ALIGNMENT - ((<size_t>base + at) % ALIGNMENT)) % ALIGNMENT
-            if want != self._start:
+            want = _aligned_start(base, at)
+            if want != self._start:       # a larger vector arrived after the block was placed
                 memmove(base + want, base + self._start, self.total)
                 self._start = want
-        out = memoryview(self._store)[self._start:self._start + self.total].toreadonly()
-        self._store = None
+        out = memoryview(self._block)[self._start:self._start + self.total].toreadonly()
+        self._block = None
         self._lent = 0
         return out
 
