@@ -26,8 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ._core import dumps
-from ._oob import loads_with_buffers
+from ._core import dumps, loads
 from .errors import DecodeError, EncodeError
 
 __all__ = ["FAMILY", "serialize", "deserialize", "register", "client_options", "worker_options"]
@@ -54,7 +53,7 @@ def deserialize(header: dict[str, Any], frames: list[Any]) -> Any:
     """Dask's family `loads`."""
     k = int(header["qwire-segments"])
     message = frames[0] if k == 1 else b"".join(memoryview(f).cast("B") for f in frames[:k])
-    value = loads_with_buffers(message, frames[k:])
+    value = loads(message, buffers=frames[k:])
     if not header.get("qwire-numpy-scalar"):
         return value
     if type(value) is not np.ndarray or value.shape != (1,):

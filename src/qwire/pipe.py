@@ -44,7 +44,6 @@ from typing import Any
 
 from . import shm as _shm
 from ._core import Decoder, Receiver, dumps, read_header_length
-from ._oob import loads_with_buffers
 from .errors import DecodeError, FrameError, PipeClosedError
 
 __all__ = ["Pipe", "Connection", "Listener", "connect", "DEFAULT_SHM_THRESHOLD", "DEFAULT_MAX_MESSAGE_SIZE",
@@ -258,13 +257,8 @@ class Connection:
             if timeout is not None and not self.poll(timeout):
                 raise TimeoutError(f"no frame arrived within {timeout} s")
             message, buffers = self._recv_frame()
-            return self._decoder.decode(message) if not buffers else self._decode_with_buffers(message, buffers)
-
-    def _decode_with_buffers(self, message: memoryview, buffers: list[memoryview]) -> Any:
-        options = {k: v for k, v in self._decoder_options.items() if k not in ("max_expansion", "max_decoded_size")}
-        return loads_with_buffers(message, buffers, max_expansion=self._decoder.max_expansion,
-                                  max_decoded_size=self._decoder.max_decoded_size,
-                                  max_message_size=self.max_message_size, **options)
+            # the decoder's memory budget counts the buffers as bytes received, as the message's
+            return self._decoder.decode(message, buffers or None)
 
     def _recv_frame(self) -> tuple[memoryview, list[memoryview]]:
         fds: list[int] = []

@@ -26,8 +26,7 @@ import pickle
 from collections.abc import Iterable
 from typing import Any
 
-from ._core import dumps
-from ._oob import loads_with_buffers
+from ._core import dumps, loads
 
 __all__ = ["init", "register", "runtime_env", "setup_worker", "stats"]
 
@@ -61,7 +60,7 @@ def _serialize(value: Any) -> tuple[Any, ...]:
 def _deserialize(payload: tuple[Any, ...]) -> Any:
     message, buffers = payload
     _counts["deserialized"] += 1
-    return loads_with_buffers(message, buffers)
+    return loads(message, buffers=buffers)
 
 
 def register(types: Iterable[type]) -> None:
