@@ -50,6 +50,13 @@ cdef int _fail(str what, Py_ssize_t offset, int type_code=0) except -1:
     raise DecodeError(what, offset, type_code if type_code else None)
 
 
+cdef int _fail_with(str template, Py_ssize_t a, Py_ssize_t b, Py_ssize_t offset, int type_code) except -1:
+    """_fail(template.format(a, b), ...), formatted here: in the functions each nesting level
+    passes through (_decode_item, _decode_vector, _decode_list), an f-string's formatting is
+    inlined into the caller and grows the stack frame that a 256 KiB thread has max_depth of."""
+    _fail(template.format(a, b), offset, type_code)
+
+
 cdef str _exception_text(BaseException e):
     """An exception for an error message: its type and text, bounded (its text may be long, or
     fail to format: CPython refuses to write an int of more than 4300 digits)."""
@@ -537,16 +544,16 @@ cdef object _decode_item(DState* s, int depth):
         if t == 3:
             _bad_type(t, start)
         if depth >= s.max_depth:
-            _fail(f"nesting deeper than max_depth={s.max_depth}", start, t)
+            _fail_with("nesting deeper than max_depth={}", s.max_depth, 0, start, t)
         if depth > 16 and <const char*>&start < s.stack_floor:
-            _fail(f"nesting too deep for this thread's stack ({depth} levels)", start, t)
+            _fail_with("nesting too deep for this thread's stack ({} levels)", depth, 0, start, t)
         if depth == PRESCAN_DEPTH and t == QT_LIST:
             _prescan(s, start, depth)      # prescan.pxi: refuses too-deep nesting from here
         return _decode_vector(s, t, start, depth)
     if depth >= s.max_depth:
-        _fail(f"nesting deeper than max_depth={s.max_depth}", start, t)
+        _fail_with("nesting deeper than max_depth={}", s.max_depth, 0, start, t)
     if depth > 16 and <const char*>&start < s.stack_floor:
-        _fail(f"nesting too deep for this thread's stack ({depth} levels)", start, t)
+        _fail_with("nesting too deep for this thread's stack ({} levels)", depth, 0, start, t)
     if depth == PRESCAN_DEPTH:
         _prescan(s, start, depth)
     if t == QT_DICT or t == QT_SORTED_DICT:

@@ -153,7 +153,7 @@ cdef object _decode_vector(DState* s, int code, Py_ssize_t start, int depth):
     s.pos += 1
     cdef int attr = attr_byte & 0x7F
     if attr > MAX_ATTRIBUTE:
-        _fail(f"attribute byte {attr_byte:#04x} is not one of 0 (none), 1 (s), 2 (u), 3 (p), 4 (g)", start + 1, code)
+        _fail_with("attribute byte {:#04x} is not one of 0 (none), 1 (s), 2 (u), 3 (p), 4 (g)", attr_byte, 0, start + 1, code)
     cdef Py_ssize_t n = _rd_count(s, code, attr_byte & ATTR_LONG_COUNT)
     cdef object value
     if code == QT_LIST:
@@ -190,7 +190,7 @@ cdef inline object _charged(DState* s, object obj, Py_ssize_t at):
 cdef list _decode_list(DState* s, Py_ssize_t n, int depth, Py_ssize_t start):
     if n > (s.end - s.pos) // 2:
         # Every item is at least two bytes (a type byte and one more).
-        _fail(f"general list claims {n} items but only {s.end - s.pos} bytes follow", s.pos - 4, 0)
+        _fail_with("general list claims {} items but only {} bytes follow", n, s.end - s.pos, s.pos - 4, 0)
     _charge(s, COST_LIST + COST_SLOT * n, start)
     cdef list out = PyList_New(n)
     cdef Py_ssize_t i

@@ -273,9 +273,13 @@ cdef int _write_all(send, list segs, Py_ssize_t total) except -1:
                                   f"{total} bytes were written (the rest was not)", written + partial)
             raise err from e
         except OSError as e:
+            # every OSError says how much was written, as BlockingIOError's characters_written does
             if written == 0:
+                e.characters_written = 0
                 raise
-            raise type(e)(e.errno, f"{e.strerror} (after {written} of the message's {total} bytes were written)") from e
+            err = type(e)(e.errno, f"{e.strerror} (after {written} of the message's {total} bytes were written)")
+            err.characters_written = written
+            raise err from e
         if r is None:                           # a non-blocking raw file: nothing taken
             raise BlockingIOError(11, f"the target would block after {written} of the message's {total} bytes "
                                   "were written (the rest was not)", written)

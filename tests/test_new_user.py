@@ -124,13 +124,13 @@ def test_date_and_timedelta_subclasses(d, td, q_compatible):
 def test_a_conversion_that_returns_its_input_is_refused_not_repeated(monkeypatch):
     """The mechanism behind the crash: a foreign-object conversion handing back the same object."""
     pd = pytest.importorskip("pandas")
-    from qwire import _pandas
+    from qwire import _integrations
 
-    monkeypatch.setattr(_pandas, "convert_pandas", lambda obj: obj)
+    monkeypatch.setattr(_integrations, "convert_foreign", lambda obj, q_compatible: obj)
     with pytest.raises(qwire.EncodeError):
         qwire.dumps(pd.Timestamp("2024-01-01"))
     # a conversion that keeps producing new convertible objects is bounded by max_depth
-    monkeypatch.setattr(_pandas, "convert_pandas", lambda obj: pd.Timestamp(obj.value + 1))
+    monkeypatch.setattr(_integrations, "convert_foreign", lambda obj, q_compatible: pd.Timestamp(obj.value + 1))
     with pytest.raises(qwire.EncodeError, match="nesting"):
         qwire.dumps(pd.Timestamp("2024-01-01"))
 
