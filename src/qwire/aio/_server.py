@@ -33,7 +33,7 @@ from typing import Any
 from .._core import Encoder
 from ..errors import ConnectionClosed, DecodeError, IPCError, NoRequestWaiting, ProtocolError, QError
 from ..ipc import _protocol as p
-from ..ipc.server import DEFERRED, DeferredReply, _defer, _encode, _Hooks, _Slot, error_text
+from ..ipc.server import DEFERRED, DeferredReply, _defer, _Hooks, _Outgoing, _Slot, error_text
 
 __all__ = ["start_server", "Server", "ServerConnection"]
 
@@ -49,7 +49,7 @@ async def _maybe_await(value: Any) -> Any:
     return value
 
 
-class ServerConnection(asyncio.BufferedProtocol):
+class ServerConnection(_Outgoing, asyncio.BufferedProtocol):
     """One client of an asyncio `Server`, as the hooks see it: `id`, `user`, `capability`,
     `peer`, `local`, `state` (a dict for the handler), `await send(value)` (a push),
     `reply(value)` / `reply_error(text)` (deferred answers, oldest first), `defer()` (inside
@@ -307,17 +307,7 @@ class ServerConnection(asyncio.BufferedProtocol):
         else:
             raise ProtocolError("a client sent a response message; the server sends no requests", self.peer)
 
-    # --- sending --------------------------------------------------------------------------
-    def _outgoing(self, kind: str, value: Any) -> Sequence[Any]:
-        message = _encode(self._encoders, kind, value)
-        return p.prepare_outgoing(message, local=self.local, capability=self.capability,
-                                  mode=self.server.compression)
-
-    def _response_segments(self, value: Any) -> Sequence[Any]:
-        try:
-            return self._outgoing("response", value)
-        except Exception as e:
-            return self._outgoing("response", QError(f"qwire server: cannot encode the response: {e}"))
+    # --- sending: _outgoing and _response_segments come from _Outgoing ----------------------
 
     def _answer_deferred(self, segments: Sequence[Any]) -> None:
         self._check_open()

@@ -536,6 +536,26 @@ def send_segments(sock: socket.socket, segments: Sequence[Buffer], deadline: flo
     return total
 
 
+def send_segments_tls(sock: socket.socket, segments: Sequence[Buffer], lock: Any, deadline: float | None) -> None:
+    """send_segments for a TLS socket: OpenSSL writes one buffer at a time (no sendmsg), and
+    allows one call at a time on a connection, so each send holds `lock` (a reader waiting for
+    bytes does not hold it: it waits outside); a renegotiation's want-read or a full buffer waits
+    for the socket until `deadline`."""
+    for seg in segments:
+        view = memoryview(seg).cast("B")
+        while len(view):
+            try:
+                with lock:
+                    n = sock.send(view)
+            except (_ssl.SSLWantWriteError, BlockingIOError):
+                wait_ready(sock, True, deadline)
+                continue
+            except _ssl.SSLWantReadError:
+                wait_ready(sock, False, deadline)
+                continue
+            view = view[n:]
+
+
 def wait_ready(sock: socket.socket, write: bool, deadline: float | None) -> None:
     """Block until `sock` is readable (write=False) or writable, or raise TimeoutError at
     `deadline` (time.monotonic(); None: wait forever)."""

@@ -380,7 +380,7 @@ class Connection:
         """Write one message (the send lock is held). A failure part-way breaks the stream."""
         try:
             if self._tls:
-                self._send_tls(segments, deadline)
+                p.send_segments_tls(self._sock, segments, self._tls_lock, deadline)
             else:
                 p.send_segments(self._sock, segments, deadline)
         except TimeoutError as e:
@@ -391,23 +391,6 @@ class Connection:
             lost = ConnectionClosed(f"the connection failed while sending: {e}", self.peer)
             self._fail(lost)
             raise lost from e
-
-    def _send_tls(self, segments: Any, deadline: float | None) -> None:
-        # OpenSSL allows one call at a time on a connection; a waiting reader does not hold the
-        # lock (it waits outside), so the lock is taken per call.
-        for seg in segments:
-            view = memoryview(seg).cast("B")
-            while len(view):
-                try:
-                    with self._tls_lock:
-                        n = self._sock.send(view)
-                except (_ssl.SSLWantWriteError, BlockingIOError):
-                    p.wait_ready(self._sock, True, deadline)
-                    continue
-                except _ssl.SSLWantReadError:
-                    p.wait_ready(self._sock, False, deadline)
-                    continue
-                view = view[n:]
 
     # --- receiving -----------------------------------------------------------------------
     def _wait_for(self, done: Callable[[], bool], deadline: float | None, what: str) -> None:

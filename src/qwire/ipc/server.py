@@ -199,7 +199,29 @@ class DeferredReply:
         self._conn._fill(self._slot, self._conn._outgoing("response", QError(text)))
 
 
-class ServerConnection:
+class _Outgoing:
+    """What both servers' connections send, encoded the same way: the messages of one kind for
+    this client (its capability, kdb+'s compression rule), and a response that cannot be encoded
+    turned into an error reply. Needs `_encoders`, `local`, `capability` and `server`."""
+
+    _encoders: dict[str, Encoder]
+    local: bool
+    capability: int
+    server: Any
+
+    def _outgoing(self, kind: str, value: Any) -> Sequence[Any]:
+        message = _encode(self._encoders, kind, value)
+        return p.prepare_outgoing(message, local=self.local, capability=self.capability,
+                                  mode=self.server.compression)
+
+    def _response_segments(self, value: Any) -> Sequence[Any]:
+        try:
+            return self._outgoing("response", value)
+        except Exception as e:  # an answer that cannot be encoded is an error reply
+            return self._outgoing("response", QError(f"qwire server: cannot encode the response: {e}"))
+
+
+class ServerConnection(_Outgoing):
     """One client of a `Server`, as the hooks see it (q's handle, .z.w).
 
     `id` is a number unique within the server; `user` the login name; `capability` what was
@@ -448,17 +470,7 @@ class ServerConnection:
         else:
             raise ProtocolError("a client sent a response message; the server sends no requests", self.peer)
 
-    # --- sending ------------------------------------------------------------------------
-    def _outgoing(self, kind: str, value: Any) -> Sequence[Any]:
-        message = _encode(self._encoders, kind, value)
-        return p.prepare_outgoing(message, local=self.local, capability=self.capability,
-                                  mode=self.server.compression)
-
-    def _response_segments(self, value: Any) -> Sequence[Any]:
-        try:
-            return self._outgoing("response", value)
-        except Exception as e:  # an answer that cannot be encoded is an error reply
-            return self._outgoing("response", QError(f"qwire server: cannot encode the response: {e}"))
+    # --- sending: _outgoing and _response_segments come from _Outgoing ----------------------
 
     def _answer_deferred(self, segments: Sequence[Any]) -> None:
         with self._lock:
@@ -513,7 +525,7 @@ class ServerConnection:
             limits = self.server.limits
             deadline = None if limits.transfer_timeout is None else time.monotonic() + limits.transfer_timeout
             if self._tls:
-                self._write_tls(segments, deadline)
+                p.send_segments_tls(self._sock, segments, self._tls_lock, deadline)
             else:
                 p.send_segments(self._sock, segments, deadline)
         except (OSError, ValueError) as e:  # TimeoutError is an OSError; ValueError: socket closed
@@ -521,20 +533,6 @@ class ServerConnection:
             raise ConnectionClosed(f"cannot send to the client, disconnected: {e or type(e).__name__}",
                                    self.peer) from e
 
-    def _write_tls(self, segments: Sequence[Any], deadline: float | None) -> None:
-        for seg in segments:
-            view = memoryview(seg).cast("B")
-            while len(view):
-                try:
-                    with self._tls_lock:
-                        n = self._sock.send(view)
-                except (_ssl.SSLWantWriteError, BlockingIOError):
-                    p.wait_ready(self._sock, True, deadline)
-                    continue
-                except _ssl.SSLWantReadError:
-                    p.wait_ready(self._sock, False, deadline)
-                    continue
-                view = view[n:]
 
 
 class Server:
