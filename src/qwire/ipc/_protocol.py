@@ -22,7 +22,7 @@ import os
 import socket
 import ssl as _ssl
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, NamedTuple, Union
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
 
 from .._core import Decoder, Message, Receiver, read_header_length
 from ..compression import KDB_COMPRESSION_THRESHOLD, try_compress
