@@ -6,6 +6,9 @@ import os
 
 import numpy as np
 import pandas as pd
+
+# pandas 3's default str is Arrow-backed; on pandas 2 the same storage is asked for by name
+ARROW_STR = "str" if int(pd.__version__.split(".")[0]) >= 3 else "string[pyarrow]"
 import pytest
 
 ray = pytest.importorskip("ray")  # in the test extra: present in CI
@@ -41,7 +44,7 @@ def ray_session():
 
 
 def frame(n):
-    return pd.DataFrame({"x": np.arange(n), "f": np.arange(n) * 0.5, "s": pd.array(["a", None] * (n // 2), dtype="str")})
+    return pd.DataFrame({"x": np.arange(n), "f": np.arange(n) * 0.5, "s": pd.array(["a", None] * (n // 2), dtype=ARROW_STR)})
 
 
 @ray.remote
@@ -72,7 +75,8 @@ def test_dataframe_to_a_worker_and_back(ray_session):
     back = ray.get(make_frame.remote(200_000), timeout=120)
     pd.testing.assert_frame_equal(back, df)
     assert qray.stats()["deserialized"] == before + 1
-    assert not back["x"].to_numpy().flags.writeable
+    if ARROW_STR == "str":  # pandas 2 has no public way to build blocks over the views: it copies
+        assert not back["x"].to_numpy().flags.writeable
 
 
 def test_registered_class_in_a_worker(ray_session):

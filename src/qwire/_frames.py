@@ -467,7 +467,11 @@ def _arrow_strings(desc, n):
 
     check_strings(arr)  # offsets in order and in bounds, UTF-8: nothing reads outside the data
     # Over the message's bytes, without a copy: Arrow arrays are immutable, pandas copies on write.
-    return pd.arrays.ArrowStringArray(pa.chunked_array([arr]), dtype=_string_dtype("pyarrow", na))
+    dtype, chunked = _string_dtype("pyarrow", na), pa.chunked_array([arr])
+    try:
+        return pd.arrays.ArrowStringArray(chunked, dtype=dtype)
+    except TypeError:  # pandas < 3: no dtype argument; the dtype's own array type carries its NA
+        return dtype.construct_array_type()(chunked)
 
 
 def _string_dtype(storage, na):

@@ -111,8 +111,12 @@ def _rebuild_error(payload: list[str]) -> BaseException:
             err = RemoteError(f"{module}.{qualname}", message, tb)
     else:
         err = RemoteError(f"{module}.{qualname}", message, tb)
-    if tb and hasattr(err, "add_note"):
-        err.add_note("Traceback in the worker process:\n" + tb.rstrip())
+    if tb:
+        note = "Traceback in the worker process:\n" + tb.rstrip()
+        if hasattr(err, "add_note"):
+            err.add_note(note)
+        else:  # Python 3.10: the same attribute 3.11's add_note fills (not printed there)
+            err.__notes__ = [*getattr(err, "__notes__", ()), note]
     return err
 
 
