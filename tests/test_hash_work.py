@@ -235,7 +235,7 @@ def test_refusing_is_within_3x_of_decoding_the_same_message_unhashed():
     """Refusing the 2^64-leaf message takes about as long as decoding the same definitions with a
     tuple of the last one in place of the set (reference records decode slower per byte than plain
     q data, on every Python: they are the baseline that shows what the hashing bound costs)."""
-    from test_memory_bounds import measured_again, per_byte
+    from test_memory_bounds import interleaved_rates, measured_again
 
     refused = h.shared_then(tuples(64), h.set_record([h.ref(64)]))
     listed = h.shared_then(tuples(64), h.tuple_record([h.ref(64)]))
@@ -255,8 +255,7 @@ def test_refusing_is_within_3x_of_decoding_the_same_message_unhashed():
 
     @measured_again()
     def check():
-        rate = per_byte(many(refused), refused * 200, repeat=3, gc_on=False)
-        base = per_byte(many(listed), listed * 200, repeat=3, gc_on=False)
+        rate, base = interleaved_rates([(many(refused), refused * 200), (many(listed), listed * 200)], rounds=3)
         assert rate <= 3 * base, f"refusing: {rate * 1e9:.1f} ns/byte vs {base * 1e9:.1f} ns/byte unhashed"
 
     check()
@@ -267,7 +266,7 @@ def test_hashing_at_the_limit_is_within_3x_of_the_same_message_unhashed(depth):
     """The most hashing a message may cause costs a small factor over decoding the same shared
     values without hashing them (tuple records in place of the set records; reference records
     themselves decode slower per byte than plain q data, test_memory_bounds' benign payloads)."""
-    from test_memory_bounds import measured_again, per_byte
+    from test_memory_bounds import interleaved_rates, measured_again
 
     hashed = _many_chains(6000, depth)
     plain = _many_chains(6000, depth, record=h.tuple_record)
@@ -276,8 +275,7 @@ def test_hashing_at_the_limit_is_within_3x_of_the_same_message_unhashed(depth):
 
     @measured_again()
     def check():
-        rate = per_byte(qwire.loads, hashed, repeat=3, gc_on=False)
-        base = per_byte(qwire.loads, plain, repeat=3, gc_on=False)
+        rate, base = interleaved_rates([(qwire.loads, hashed), (qwire.loads, plain)], rounds=3)
         assert rate <= 3 * base, f"{rate * 1e9:.1f} ns/byte hashed vs {base * 1e9:.1f} ns/byte unhashed"
 
     check()
