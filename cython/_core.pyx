@@ -50,10 +50,10 @@ from libc.string cimport memchr, memcmp, memcpy, memmove
 
 from qwire.errors import DecodeError, EncodeError, QError, QWireError
 from qwire.qtypes import ATTRIBUTE_CODES, ATTRIBUTES
-from qwire.values import (
-    ELIDED, BinaryPrimitive, Composition, DateTime, Derived, Dict, Function, Iterator, KeyedTable, Lambda,
-    Projection, Table, Timestamp, UnaryPrimitive, Vector, _SymbolSource,
+from qwire.functions import (
+    ELIDED, BinaryPrimitive, Composition, Derived, Function, Iterator, Lambda, Projection, UnaryPrimitive,
 )
+from qwire.values import DateTime, Dict, KeyedTable, Table, Timestamp, Vector, _SymbolSource
 
 cdef extern from "Python.h":
     dict _PyDict_NewPresized(Py_ssize_t minused)

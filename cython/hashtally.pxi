@@ -214,7 +214,7 @@ cdef object _set_of_items(DState* s, list items, bint frozen, Py_ssize_t at):
 # nested deeper than max_depth or than this thread's stack can hash (a value containing itself
 # through immutable ones nests without end).
 
-from qwire.values import Function as _Function
+from qwire.functions import Function as _Function
 
 MAX_HASH_WORK_PER_BYTE = 4
 HASH_WORK_SLACK = 1 << 16

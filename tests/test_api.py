@@ -226,3 +226,21 @@ def test_temporal_arrays_encode_from_unaligned_memory_to_unaligned_positions(uni
     out = qwire.loads(qwire.dumps([True, arr]))
     assert out[0] is True
     assert np.array_equal(np.asarray(out[1]).astype(arr.dtype), arr)
+
+
+def test_function_values_live_in_qwire_functions():
+    """qwire.functions holds the q function value types; the top-level names and qwire.values' are
+    the same classes, so decoding gives instances of all three, and pickles name qwire.functions."""
+    import pickle
+
+    import qwire.functions as qf
+    import qwire.values as qv
+
+    names = ["Function", "Lambda", "UnaryPrimitive", "BinaryPrimitive", "Iterator", "Projection", "Composition",
+             "Derived", "ELIDED"]
+    assert sorted(qf.__all__) == sorted(names)
+    for name in names:
+        assert getattr(qwire, name) is getattr(qf, name) is getattr(qv, name)
+    decoded = qwire.loads(qwire.dumps(qf.Derived("/", qf.BinaryPrimitive(1))))
+    assert type(decoded) is qf.Derived and decoded.func == qf.BinaryPrimitive(1)
+    assert b"qwire.functions" in pickle.dumps(qf.Lambda("{x+y}"))

@@ -15,22 +15,18 @@ from . import kdbfiles  # kdb+'s set/get files and tickerplant logs (qwire.kdbfi
 from .compression import compress, decompress
 from .errors import DecodeError, EncodeError, EndOfFile, QError, QWireError
 from .qtypes import QType
-from .values import (
+from .values import DateTime, Dict, KeyedTable, Table, Timestamp, Vector
+from . import functions  # q function values: qwire.functions.Lambda, ... (also named below)
+from .functions import (
     ELIDED,
     BinaryPrimitive,
     Composition,
-    DateTime,
-    Timestamp,
     Derived,
-    Dict,
     Function,
     Iterator,
-    KeyedTable,
     Lambda,
     Projection,
-    Table,
     UnaryPrimitive,
-    Vector,
 )
 
 from typing import TYPE_CHECKING, Any
