@@ -71,8 +71,8 @@ def dumps(obj, protocol=None, *, msg_type="async", compress=False, buffer_callba
             cache[msg_type] = enc
     msg = enc._encode(obj, enc.msg_type)
     if compress is not False:
-        from qwire._api import _compress_message
-        msg = _compress_message(msg, compress)
+        from qwire.compression import _compressed_for_dumps
+        msg = _compressed_for_dumps(msg, compress)
     return msg
 
 

@@ -8,8 +8,8 @@
 `dumps` returns a `Message` (buffer protocol, `bytes(m)`, `m.copy()`); `loads` reads bytes, any
 C-contiguous buffer, a `Message` or an mmap. See docs/TYPES.md for the type mapping.
 """
-from ._api import Decoder, Encoder, Message, dump, dumps, load, loads
-from .io import MessageFile, iter_load
+from ._core import Decoder, Encoder, Message, dumps, loads
+from .io import MessageFile, dump, iter_load, load
 from .log import LogLockedError, MessageLog, TornTailWarning
 from . import kdbfiles  # kdb+'s set/get files and tickerplant logs (qwire.kdbfiles.get, .TickerplantLog)
 from .compression import compress, decompress

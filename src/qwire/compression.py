@@ -23,6 +23,8 @@ from . import _compress
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
+    from ._core import Message
+
 __all__ = [
     "compress",
     "try_compress",
@@ -130,3 +132,14 @@ def max_stream_output(stream_length: int) -> int:
     """The most bytes, after the 8-byte header, that a compressed stream of `stream_length` bytes
     (the message minus its 12- or 16-byte header) can decode to; `decompress` refuses more."""
     return _compress.max_stream_output(stream_length)
+
+
+def _compressed_for_dumps(msg: Message, mode: object) -> Message:
+    """dumps(compress=True|"auto"): kdb+'s compression, the plain message kept when it does not pay
+    ("auto" also keeps messages under kdb+'s size threshold plain)."""
+    from ._core import _message_from_bytes
+
+    if mode not in (True, "auto"):
+        raise ValueError(f"compress must be False, True or 'auto', not {mode!r}")
+    out = try_compress(msg, threshold=KDB_COMPRESSION_THRESHOLD if mode == "auto" else None)
+    return msg if out is None else _message_from_bytes(out)

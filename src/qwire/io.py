@@ -19,10 +19,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Union, overload
 
-from ._core import Receiver, loads, read_header_length
+from ._core import Receiver, dumps, loads, read_header_length
 from .errors import DecodeError, EndOfFile
 
-__all__ = ["load", "iter_load", "MessageFile", "Tail", "MessageLog"]
+__all__ = ["dump", "load", "iter_load", "MessageFile", "Tail", "MessageLog"]
 
 HEADER_SIZE = 8
 DEFAULT_MAX_MESSAGE_SIZE = None  # load/iter_load/MessageFile: only the format's limit (and a file's size)
@@ -68,7 +68,21 @@ def _pwrite_all(fd: int, views: list[memoryview], offset: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading one message / every message
+# Writing one message, reading one message / every message
+
+
+def dump(obj: object, file: _Path | IO[bytes] | socket.socket | int, protocol: int | None = None,
+         **options: Any) -> int:
+    """Write `obj` as one message to a binary file object, socket or file descriptor, or to a new
+    file at a path (created or truncated, as open(path, "wb")); returns the bytes written (the
+    whole message: short writes are resumed; a target that takes no more raises BlockingIOError or
+    OSError with `characters_written`, see Message.write_to). `protocol` is accepted, as
+    pickle.dump(obj, file, protocol) takes it, and ignored. options: passed to dumps."""
+    msg = dumps(obj, protocol, **options)
+    if _is_path(file):
+        with open(file, "wb") as f:
+            return msg.write_to(f)
+    return msg.write_to(file)
 
 
 def load(file: _Path | IO[bytes], *, mmap: bool = False, max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,

@@ -91,7 +91,7 @@ class MessageLog(MessageFile):
         self._exclusive = exclusive
         self._lock_timeout = lock_timeout
         if "compress" in dumps_options:   # compression is dumps's, not the Encoder's
-            from ._api import dumps
+            from ._core import dumps
 
             self._encode: Any = lambda obj: dumps(obj, **dumps_options)
         else:
