@@ -131,9 +131,17 @@ def _kill_trials(tmp_path, trials: int, seed: int) -> dict:
 def test_sigkill_at_random_points_loses_no_acknowledged_append(tmp_path):
     """A writer killed at a random point: every acknowledged append survives intact, a torn
     message is reported and never returned, and the next append cuts it off."""
-    stats = _kill_trials(tmp_path, trials=30, seed=17)
-    assert stats["acked"] > 30
-    assert stats["torn"] >= 3, f"the kills should land mid-write some of the time: {stats}"
+    # Where a kill lands is up to the scheduler: batches of trials go on until at least three kills
+    # have landed mid-write (the case under test), within a bound.
+    totals = {"torn": 0, "acked": 0, "unacked_but_complete": 0}
+    for batch in range(6):
+        (tmp_path / str(batch)).mkdir()
+        stats = _kill_trials(tmp_path / str(batch), trials=30, seed=17 + batch)
+        totals = {k: totals[k] + stats[k] for k in totals}
+        if totals["torn"] >= 3:
+            break
+    assert totals["acked"] > 30
+    assert totals["torn"] >= 3, f"the kills should land mid-write some of the time: {totals}"
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ import uuid
 import numpy as np
 
 import qwire
+from qwire import functions as qfunctions
 from qwire import values as qvalues
 
 
@@ -108,7 +109,7 @@ _BUILT_IN = (
 
 
 def _is_qwire_value(obj):
-    return type(obj).__module__ in (qvalues.__name__, "qwire._core")
+    return type(obj).__module__ in (qvalues.__name__, qfunctions.__name__, "qwire._core")
 
 
 def make_registry_decoder():
