@@ -57,6 +57,12 @@ def _extension_column(kind, n, draw):
     if kind == "interval":
         left = draw(st.lists(st.integers(-50, 50), min_size=n, max_size=n))
         return pd.arrays.IntervalArray.from_arrays(left, [v + 1 for v in left], closed=draw(st.sampled_from(["left", "right", "both", "neither"])))
+    if kind == "object-nul":   # all str, some with NUL: no symbol vector can carry them
+        out = np.empty(n, dtype=object)
+        out[:] = draw(st.lists(st.text(st.characters(exclude_categories=["Cs"]), max_size=4), min_size=n, max_size=n))
+        if n:
+            out[draw(st.integers(0, n - 1))] += "\0"
+        return out
     if kind == "object":
         out = np.empty(n, dtype=object)
         out[:] = draw(st.lists(OBJECT_CELLS, min_size=n, max_size=n))
@@ -66,7 +72,7 @@ def _extension_column(kind, n, draw):
 
 EXTENSION_KINDS = ["Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Float32", "Float64",
                    "boolean", "str", "string", "string[python]", "category", "category[int]", "tz", "period", "interval",
-                   "object"]
+                   "object", "object-nul"]
 
 
 @st.composite
