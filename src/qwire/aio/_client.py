@@ -24,7 +24,15 @@ from typing import Any
 from .._core import Encoder
 from ..errors import AuthenticationError, ConnectionClosed, DecodeError, IPCError, QError, RequestTimeout
 from ..ipc import _protocol as p
-from ..ipc.client import FROM_LIMITS, NO_SYNC_HANDLER, _connect_error, _timeouts, _tls_context, _unix_path
+from ..ipc.client import (
+    FROM_LIMITS,
+    NO_SYNC_HANDLER,
+    _connect_error,
+    _Target,
+    _timeouts,
+    _tls_context,
+    _unix_path,
+)
 
 __all__ = ["connect", "Connection"]
 
@@ -117,19 +125,40 @@ async def connect(host: str = "localhost", port: int | None = None, *, user: str
                   request_timeout: float | None = FROM_LIMITS, ssl: Any = None,
                   unix: str | bool | None = None, compression: p.Compression = "auto",
                   q_compatible: bool = True, on_async: Callable[[Any], object] | None = None,
-                  on_sync: Callable[[Any], object] | None = None, limits: p.Limits | None = None,
-                  capability: int = p.CAPABILITY, registry: Any = None) -> Connection:
-    """Open a connection; the arguments are those of `qwire.connect` (on_sync may be a
-    coroutine function). Reconnection is left to the caller in asyncio code."""
+                  on_sync: Callable[[Any], object] | None = None, reconnect: int | bool = False,
+                  limits: p.Limits | None = None, capability: int = p.CAPABILITY,
+                  registry: Any = None) -> Connection:
+    """Open a connection; the arguments are those of `qwire.connect` (on_async and on_sync may
+    be coroutine functions).
+
+    reconnect: as for `qwire.connect`. When the connection is lost, the next request (or send)
+    reconnects first, making up to this many attempts (True: 5) with the backoff of
+    `qwire.ipc._protocol.reconnect_delay`, then raises `qwire.ipc.ReconnectFailed`. Requests in
+    flight when it was lost raise ConnectionClosed (never resent: they may have run); messages
+    already queued for receive() are kept. Concurrent requests share one reconnection.
+    """
     limits = limits if limits is not None else p.Limits()
     timeout, request_timeout = _timeouts(limits, timeout, request_timeout)
+    attempts = p.reconnect_attempts(reconnect)
+    _tls_context(ssl)  # validates it before anything is opened
+    target = _Target(host, port, unix, ssl, user, password, capability, timeout)
+    opened = await _open(target, limits.max_message_size)
+    return Connection(*opened, compression=compression, q_compatible=q_compatible, on_async=on_async,
+                      on_sync=on_sync, limits=limits, request_timeout=request_timeout, registry=registry,
+                      target=target, reconnect_attempts=attempts)
+
+
+async def _open(target: _Target, max_message_size: int | None) -> tuple[asyncio.Transport, _Protocol, int, str, bool]:
+    """Connect, wrap in TLS, do the handshake: (transport, protocol, capability, peer, local).
+    Whatever fails (or is cancelled) part-way leaves no transport open."""
     loop = asyncio.get_running_loop()
-    context = _tls_context(ssl)
+    context = _tls_context(target.ssl)
+    host, port, unix = target.host, target.port, target.unix
     protocol: _Protocol | None = None
 
     def factory() -> _Protocol:
         nonlocal protocol
-        protocol = _Protocol(limits.max_message_size)
+        protocol = _Protocol(max_message_size)
         return protocol
 
     async def open_() -> tuple[asyncio.Transport, int, str, bool]:
@@ -140,9 +169,11 @@ async def connect(host: str = "localhost", port: int | None = None, *, user: str
             sock.setblocking(False)
             try:
                 await loop.sock_connect(sock, path)
-            except OSError as e:
+            except BaseException as e:
                 sock.close()
-                raise ConnectionClosed(f"cannot connect: {e}", peer) from e
+                if isinstance(e, OSError):
+                    raise ConnectionClosed(f"cannot connect: {e}", peer) from e
+                raise
             transport, _ = await loop.create_unix_connection(factory, sock=sock, ssl=context,
                                                              server_hostname="" if context else None)
             local = True
@@ -160,34 +191,25 @@ async def connect(host: str = "localhost", port: int | None = None, *, user: str
             local = p.is_local_address(sock.family, sock.getpeername())
         assert protocol is not None
         protocol.frames.peer = peer
-        transport.write(p.client_hello(user, password, capability))
+        transport.write(p.client_hello(target.user, target.password, target.capability))
         reply = await protocol.reply
-        try:
-            cap = p.parse_server_reply(reply, capability, peer)
-        except IPCError:
-            transport.abort()
-            raise
+        cap = p.parse_server_reply(reply, target.capability, peer)
         return transport, cap, peer, local
 
     try:
-        transport, cap, peer, local = await asyncio.wait_for(open_(), timeout)
-    except asyncio.TimeoutError:
+        transport, cap, peer, local = await asyncio.wait_for(open_(), target.timeout)
+    except BaseException as e:
         if protocol is not None and protocol.transport is not None:
             protocol.transport.abort()
-        raise RequestTimeout("timed out connecting and doing the handshake",
-                             None if protocol is None else protocol.frames.peer) from None
-    except (ConnectionResetError, BrokenPipeError) as e:
-        raise AuthenticationError("the server closed the connection during the handshake: "
-                                  "credentials refused (q reports 'access)") from e
+        peer_name = None if protocol is None else protocol.frames.peer
+        if isinstance(e, asyncio.TimeoutError):
+            raise RequestTimeout("timed out connecting and doing the handshake", peer_name) from None
+        if isinstance(e, (ConnectionResetError, BrokenPipeError)):
+            raise AuthenticationError("the server closed the connection during the handshake: "
+                                      "credentials refused (q reports 'access)", peer_name) from e
+        raise
     assert protocol is not None
-    conn = Connection(transport, protocol, capability=cap, peer=peer, local=local, compression=compression,
-                      q_compatible=q_compatible, on_async=on_async, on_sync=on_sync, limits=limits,
-                      request_timeout=request_timeout, registry=registry)
-    protocol.conn = conn
-    # frames that arrived with the handshake reply
-    while (frame := protocol.frames.next_frame()) is not None:
-        conn._deliver(frame)
-    return conn
+    return transport, protocol, cap, peer, local
 
 
 class Connection:
@@ -198,33 +220,57 @@ class Connection:
     (from concurrent tasks); each gets its own response, in order.
     """
 
-    def __init__(self, transport: asyncio.Transport, protocol: _Protocol, *, capability: int, peer: str,
-                 local: bool, compression: p.Compression, q_compatible: bool,
+    def __init__(self, transport: asyncio.Transport, protocol: _Protocol, capability: int, peer: str,
+                 local: bool, *, compression: p.Compression, q_compatible: bool,
                  on_async: Callable[[Any], object] | None, on_sync: Callable[[Any], object] | None,
-                 limits: p.Limits, request_timeout: float | None, registry: Any) -> None:
+                 limits: p.Limits, request_timeout: float | None, registry: Any,
+                 target: _Target | None = None, reconnect_attempts: int = 0) -> None:
         p.should_compress(0, local=local, capability=capability, mode=compression)  # validates the mode
-        self._transport = transport
-        self._protocol = protocol
-        self.capability = capability
-        self.peer = peer
-        self.local = local
         self.compression = compression
         self.q_compatible = q_compatible
         self.on_async = on_async
         self.on_sync = on_sync
         self.limits = limits
         self.request_timeout = request_timeout
-        opts = {"q_compatible": q_compatible, "capability": p.encoder_capability(capability), "registry": registry}
-        self._encoders = {t: Encoder(t, **opts) for t in ("sync", "async", "response")}
+        self._registry = registry
         self._decoder = limits.decoder(registry)
-        self._waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._target = target
+        self._reconnect_attempts = reconnect_attempts
+        self._reconnecting: asyncio.Future[None] | None = None  # the reconnection round running
         self._inbox: collections.deque[tuple[Any, int]] = collections.deque()  # (item, message bytes)
         self._inbox_ready = asyncio.Event()
         self._queued_bytes = 0
+        self._closed = False
+        self._generation = 0  # which transport: a reply computed for an earlier one is not sent
+        self._attach(transport, protocol, capability, peer, local)
+
+    def _attach(self, transport: asyncio.Transport, protocol: _Protocol, capability: int, peer: str,
+                local: bool) -> None:
+        """Use this transport (the first, or a reconnection's): the inbox is kept."""
+        old: _Protocol | None = getattr(self, "_protocol", None)
+        if old is not None:
+            old.conn = None  # the old transport's late events concern nobody now
+        self._transport = transport
+        self._protocol = protocol
+        self.capability = capability
+        self.peer = peer
+        self.local = local
+        opts = {"q_compatible": self.q_compatible, "capability": p.encoder_capability(capability),
+                "registry": self._registry}
+        self._encoders = {t: Encoder(t, **opts) for t in ("sync", "async", "response")}
+        self._waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
         self._reading_paused = False
         self._failure: BaseException | None = None
-        self._closed = False
         self._last_reply: asyncio.Future[None] | None = None
+        self._generation += 1
+        if not self._inbox:
+            self._inbox_ready.clear()  # set by the failure, to wake receive()
+        protocol.conn = self
+        # frames that arrived with the handshake reply
+        while (frame := protocol.frames.next_frame()) is not None:
+            self._deliver(frame)
+        if protocol.lost is not None:  # and the peer went right after them
+            self._fail(protocol.lost)
 
     # --- public API ----------------------------------------------------------------------
     async def __call__(self, query: Any, *args: Any) -> Any:
@@ -234,7 +280,10 @@ class Connection:
         return await self.sync([query, *args] if args else query)
 
     async def sync(self, value: Any, *, timeout: float | None = None) -> Any:
-        """Send `value` as given as a sync request and await its decoded response."""
+        """Send `value` as given as a sync request and await its decoded response. If the
+        connection was lost and `reconnect` is on, it reconnects first."""
+        if self._failure is not None:
+            await self._ensure_open()
         self._check_usable()
         segments = self._outgoing("sync", value)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -242,7 +291,13 @@ class Connection:
         if self._reading_paused:       # its response is behind the queued messages: read on
             self._resume_reading()
         self._write(segments)
-        await self._protocol.drain()
+        try:
+            await self._protocol.drain()
+        except BaseException:
+            if future.done() and not future.cancelled():
+                future.exception()  # failed with the connection: the error raised here says so
+            future.cancel()  # its response, should one come, is dropped
+            raise
         timeout = self.request_timeout if timeout is None else timeout
         try:
             return await asyncio.wait_for(future, timeout)
@@ -252,7 +307,9 @@ class Connection:
 
     async def send(self, value: Any) -> None:
         """Send `value` as given as an async message; returns once the transport took it
-        (waiting while its buffer is over the high-water mark)."""
+        (waiting while its buffer is over the high-water mark). Reconnects first as sync() does."""
+        if self._failure is not None:
+            await self._ensure_open()
         self._check_usable()
         self._write(self._outgoing("async", value))
         await self._protocol.drain()
@@ -293,11 +350,14 @@ class Connection:
 
     @property
     def closed(self) -> bool:
+        """True after close(), or once the connection was lost (reconnection may reopen it)."""
         return self._closed or self._failure is not None
 
     def close(self) -> None:
-        """Close the connection; requests in flight raise ConnectionClosed."""
+        """Close the connection; requests in flight (and a reconnection) raise ConnectionClosed."""
         self._closed = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
         self._fail(ConnectionClosed("the connection was closed", self.peer))
 
     async def wait_closed(self) -> None:
@@ -314,6 +374,48 @@ class Connection:
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"capability {self.capability}"
         return f"<qwire.aio.Connection {self.peer} {state}>"
+
+    # --- reconnection --------------------------------------------------------------------
+    async def _ensure_open(self) -> None:
+        """Reconnect if the connection was lost and reconnection is on. Every task that asks
+        while a round runs awaits that one round (`_protocol.ReconnectRound`, shared with the
+        blocking client), and takes its outcome."""
+        if self._failure is None or self._closed or not self._reconnect_attempts or self._target is None:
+            return
+        round_ = self._reconnecting
+        if round_ is None:
+            round_ = self._reconnecting = asyncio.ensure_future(self._reconnect_round())
+            round_.add_done_callback(self._round_done)
+        try:
+            await asyncio.shield(round_)  # a caller cancelled (or timed out) leaves it running for the others
+        except asyncio.CancelledError:
+            if round_.cancelled() and self._closed:  # close() stopped it
+                raise self._closed_error() from None
+            raise
+
+    def _round_done(self, round_: asyncio.Future[None]) -> None:
+        if self._reconnecting is round_:
+            self._reconnecting = None
+        if not round_.cancelled():
+            round_.exception()  # retrieved: its callers may all have been cancelled
+
+    async def _reconnect_round(self) -> None:
+        assert self._target is not None
+        round_ = p.ReconnectRound(self._reconnect_attempts, self.peer)
+        for delay in round_:
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                opened = await _open(self._target, self.limits.max_message_size)
+            except Exception as e:  # noqa: BLE001 (failed() re-raises what no retry can help)
+                round_.failed(e)
+                continue
+            if self._closed:
+                opened[0].abort()
+                raise self._closed_error()
+            self._attach(*opened)
+            return
+        raise round_.give_up()
 
     # --- internals -----------------------------------------------------------------------
     def _outgoing(self, kind: str, value: Any) -> Any:
@@ -401,9 +503,10 @@ class Connection:
                 self._transport.pause_reading()
             return
         previous = self._last_reply
-        self._last_reply = asyncio.ensure_future(self._answer(value, error, previous))
+        self._last_reply = asyncio.ensure_future(self._answer(value, error, previous, self._generation))
 
-    async def _answer(self, value: Any, error: BaseException | None, previous: asyncio.Future[None] | None) -> None:
+    async def _answer(self, value: Any, error: BaseException | None, previous: asyncio.Future[None] | None,
+                      generation: int) -> None:
         """Answer a sync request from the peer (after the ones before it: q answers in order)."""
         if error is not None and not isinstance(error, QError):
             response: Any = QError(f"qwire client: cannot decode the request: {error}")
@@ -421,8 +524,8 @@ class Connection:
                 await asyncio.shield(previous)
             except Exception:  # noqa: BLE001 (that answer's failure is not this one's)
                 pass
-        if self._failure is not None:
-            return
+        if self._failure is not None or self._generation != generation:
+            return  # asked on a connection that is gone: the new one's peer did not ask
         try:
             segments = self._outgoing("response", response)
         except Exception as e:

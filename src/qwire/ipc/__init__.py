@@ -3,9 +3,9 @@ Unix sockets (docs/IPC.md). `qwire.aio` has the asyncio versions; both build on 
 protocol in `qwire.ipc._protocol` (handshake, framing, limits, compression rule)."""
 from __future__ import annotations
 
-from ._protocol import CAPABILITY, Limits, kx_unix_path
+from ._protocol import CAPABILITY, Limits, ReconnectFailed, kx_unix_path
 from .client import Connection, connect
 from .server import DEFERRED, DeferredReply, Handler, Server, ServerConnection
 
-__all__ = ["CAPABILITY", "Limits", "kx_unix_path", "connect", "Connection",
+__all__ = ["CAPABILITY", "Limits", "ReconnectFailed", "kx_unix_path", "connect", "Connection",
            "Server", "ServerConnection", "Handler", "DEFERRED", "DeferredReply"]

@@ -13,12 +13,15 @@ handshake, the framing, the limits and kdb+'s compression rule exist once:
 * `send_segments`: writes a `Message`'s segments with `socket.sendmsg`, never joined.
 * `should_compress` / `prepare_outgoing`: kdb+'s rule for compressing what is sent.
 * `Limits`: every connection limit and its default, in one place.
+* `ReconnectRound`: what the clients' `reconnect=` means (attempts, backoff, which failures are
+  worth another attempt, the error when it gives up), for the blocking and the asyncio client.
 """
 from __future__ import annotations
 
 import collections
 import ipaddress
 import os
+import random
 import socket
 import ssl as _ssl
 from dataclasses import dataclass
@@ -26,10 +29,10 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
 
 from .._core import Decoder, Message, Receiver, read_header_length
 from ..compression import KDB_COMPRESSION_THRESHOLD, try_compress
-from ..errors import ConnectionClosed, DecodeError, MessageTooLarge, ProtocolError
+from ..errors import AuthenticationError, ConnectionClosed, DecodeError, IPCError, MessageTooLarge, ProtocolError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from typing_extensions import Buffer
 
@@ -77,6 +80,14 @@ __all__ = [
     "prepare_outgoing",
     "kx_unix_path",
     "describe_peer",
+    "DEFAULT_RECONNECT_ATTEMPTS",
+    "RECONNECT_FIRST_DELAY",
+    "RECONNECT_MAX_DELAY",
+    "ReconnectFailed",
+    "reconnect_attempts",
+    "reconnect_delay",
+    "worth_another_attempt",
+    "ReconnectRound",
 ]
 
 # --- message types (header byte 1, spec 1.1) -------------------------------------------------
@@ -658,3 +669,110 @@ def describe_peer(family: int, address: object) -> str:
         host, port = address[0], address[1]
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     return str(address)
+
+
+# --- reconnection (both clients' reconnect= option) ------------------------------------------
+#: What `reconnect=True` means: this many attempts.
+DEFAULT_RECONNECT_ATTEMPTS = 5
+#: The pause before the second attempt (the first is made at once); it doubles for each further
+#: attempt, up to RECONNECT_MAX_DELAY.
+RECONNECT_FIRST_DELAY = 0.05
+#: The longest pause between two attempts: the backoff never waits longer than this.
+RECONNECT_MAX_DELAY = 5.0
+
+
+class ReconnectFailed(ConnectionClosed):
+    """The connection was lost and reconnecting gave up: `attempts` attempts in a row failed.
+    The last attempt's error is `last_error` (and `__cause__`). A `ConnectionClosed`, so code
+    that handles a lost connection handles this too."""
+
+    def __init__(self, message: str, peer: str | None = None, attempts: int | None = None,
+                 last_error: BaseException | None = None) -> None:
+        self.attempts = attempts
+        self.last_error = last_error
+        super().__init__(message, peer)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.reason, self.peer, self.attempts, self.last_error))
+
+
+def reconnect_attempts(reconnect: int | bool | None) -> int:
+    """The number of attempts `reconnect=` asks for: False, None or 0 none (a lost connection
+    stays closed), True DEFAULT_RECONNECT_ATTEMPTS, an int N >= 1 that many."""
+    if reconnect is None or reconnect is False:
+        return 0
+    if reconnect is True:
+        return DEFAULT_RECONNECT_ATTEMPTS
+    if not isinstance(reconnect, int):
+        raise TypeError(f"reconnect must be a bool or a number of attempts, not {type(reconnect).__name__}")
+    if reconnect < 0:
+        raise ValueError(f"reconnect must be >= 0 attempts, not {reconnect}")
+    return reconnect
+
+
+def reconnect_delay(attempt: int, rand: Callable[[], float] = random.random) -> float:
+    """Seconds to pause before attempt number `attempt` (1 is the first) of a reconnection.
+
+    0 before the first; before the n-th, RECONNECT_FIRST_DELAY * 2**(n-2) capped at
+    RECONNECT_MAX_DELAY (50 ms, 100 ms, 200 ms, ... 5 s, 5 s), jittered to a uniform value
+    between half of it and all of it, so that clients that lost the same server do not all come
+    back in step. Never more than RECONNECT_MAX_DELAY.
+    """
+    if attempt <= 1:
+        return 0.0
+    nominal = min(RECONNECT_FIRST_DELAY * 2.0 ** min(attempt - 2, 64), RECONNECT_MAX_DELAY)
+    return nominal * (0.5 + 0.5 * rand())
+
+
+def worth_another_attempt(error: BaseException) -> bool:
+    """Whether a failed connection attempt is worth another: a refused or reset connection, a
+    timeout, a peer that broke the protocol, yes (qwire's IPCError); refused credentials
+    (AuthenticationError), a TLS failure (ssl.SSLError: a certificate that did not verify will
+    not on the next try either) and anything else (a bad argument) no: they are raised at once."""
+    return isinstance(error, IPCError) and not isinstance(error, AuthenticationError)
+
+
+class ReconnectRound:
+    """One reconnection: the same loop in the blocking and the asyncio client.
+
+        round = ReconnectRound(attempts, peer)
+        for delay in round:            # the pause before each attempt (0 before the first)
+            sleep(delay)               # time.sleep or await asyncio.sleep
+            try:
+                connected = open_connection()
+            except Exception as e:
+                round.failed(e)        # raises e itself when it is not worth another attempt
+                continue
+            return connected
+        raise round.give_up()          # ReconnectFailed, after `attempts` failures
+    """
+
+    __slots__ = ("attempts", "peer", "last", "_rand")
+
+    def __init__(self, attempts: int, peer: str | None, rand: Callable[[], float] = random.random) -> None:
+        if attempts < 1:
+            raise ValueError("a reconnection makes at least one attempt")
+        self.attempts = attempts
+        self.peer = peer
+        self.last: BaseException | None = None
+        self._rand = rand
+
+    def __iter__(self) -> Iterator[float]:
+        for attempt in range(1, self.attempts + 1):
+            yield reconnect_delay(attempt, self._rand)
+
+    def failed(self, error: BaseException) -> None:
+        """An attempt failed with `error`: re-raise it if no further attempt can help."""
+        if not worth_another_attempt(error):
+            raise error
+        self.last = error
+
+    def give_up(self) -> ReconnectFailed:
+        """The error for the caller once every attempt failed (the last one's as its cause)."""
+        last = self.last
+        reason = last.reason if isinstance(last, IPCError) else str(last)
+        err = ReconnectFailed(f"the connection was lost and {self.attempts} attempt"
+                              f"{'s' if self.attempts != 1 else ''} to reconnect failed; the last: {reason}",
+                              self.peer, self.attempts, last)
+        err.__cause__ = last
+        return err

@@ -19,7 +19,6 @@ from __future__ import annotations
 import collections
 import logging
 import os
-import random
 import socket
 import ssl as _ssl
 import threading
@@ -39,6 +38,7 @@ from ..errors import (
     RequestTimeout,
 )
 from . import _protocol as p
+from ._protocol import ReconnectFailed
 
 __all__ = ["connect", "Connection"]
 
@@ -215,16 +215,18 @@ def connect(host: str = "localhost", port: int | None = None, *, user: str | Non
     on_async(value): called for each async message from the peer (default: queued for receive()).
     on_sync(value): answers sync requests from the peer (its return value is the response, an
     exception an error reply); without it they get an error reply.
-    reconnect: when the connection is lost, the next request reconnects, trying this many times
-    (True: 5) with exponential backoff. A request in flight when the connection is lost is not
-    resent (it may have run): it raises ConnectionClosed.
+    reconnect: when the connection is lost, the next request (or send) reconnects first, making
+    up to this many attempts (True: 5) with exponential backoff (50 ms doubling to at most 5 s,
+    jittered), then raises `qwire.ipc.ReconnectFailed` (a ConnectionClosed). A request in flight
+    when the connection is lost is not resent (it may have run): it raises ConnectionClosed.
+    Messages already queued for receive() survive the reconnection.
     limits: a `qwire.ipc.Limits` (max_message_size, connect_timeout, request_timeout); the
     timeout arguments, when given, take precedence. Every message received is decoded under
     these limits and the codec's own (depth, memory expansion).
     """
     limits = limits if limits is not None else p.Limits()
     timeout, request_timeout = _timeouts(limits, timeout, request_timeout)
-    attempts = 5 if reconnect is True else int(reconnect)
+    attempts = p.reconnect_attempts(reconnect)
     target = _Target(host, port, unix, ssl, user, password, capability, timeout)
     sock, cap, peer, local = open_socket(target)
     return Connection(sock, capability=cap, peer=peer, local=local, compression=compression,
@@ -261,6 +263,8 @@ class Connection:
         self._cond = threading.Condition(self._state)  # waits for the reader role or a result
         self._sleepers = 0                            # threads waiting on _cond
         self._closed = False
+        self._rounds = 0                              # reconnection rounds finished
+        self._round_error: ReconnectFailed | None = None  # how the last one ended, if it gave up
         self._attach(sock, capability, peer, local)
 
     def _attach(self, sock: socket.socket, capability: int, peer: str, local: bool) -> None:
@@ -292,11 +296,11 @@ class Connection:
     def sync(self, value: Any, *, timeout: float | None = None) -> Any:
         """Send `value` exactly as given as a sync request; the decoded response (QError raised).
         timeout: seconds (default: the connection's request_timeout)."""
+        if self._failure is not None:
+            self._ensure_open()  # before the deadline: reconnecting is bounded by its own schedule
         if timeout is None:
             timeout = self.request_timeout
         deadline = None if timeout is None else _deadline(timeout)
-        if self._failure is not None:
-            self._ensure_open()
         segments = self._outgoing("sync", value)
         waiter = _Waiter()
         with self._send_lock:
@@ -319,7 +323,8 @@ class Connection:
     def send(self, value: Any) -> None:
         """Send `value` exactly as given as an async message (q's neg[h] value). Returns once
         the bytes are written to the socket."""
-        self._ensure_open()
+        if self._failure is not None:
+            self._ensure_open()
         segments = self._outgoing("async", value)
         with self._send_lock:
             with self._state:
@@ -535,31 +540,49 @@ class Connection:
         self._sock.close()
 
     def _ensure_open(self) -> None:
-        """Reconnect (with backoff) if the connection was lost and reconnection is on."""
+        """Reconnect if the connection was lost and reconnection is on: one round of up to
+        `reconnect` attempts with backoff (`_protocol.ReconnectRound`, shared with qwire.aio).
+        Threads that waited while a round ran take its outcome rather than starting another."""
         if self._failure is None or self._closed or not self._reconnect_attempts or self._target is None:
             return
+        rounds_seen = self._rounds
         with self._send_lock:
             with self._state:
                 if self._failure is None:
                     return
                 if self._reader is not None:
                     return  # another thread still reads the old connection; fail as it does
-            delay = 0.05
-            last: BaseException | None = None
-            for attempt in range(self._reconnect_attempts):
-                try:
-                    sock, cap, peer, local = open_socket(self._target)
-                except AuthenticationError:
-                    raise
-                except IPCError as e:
-                    last = e
-                    time.sleep(delay * (1 + random.random()))
-                    delay = min(delay * 2, 5.0)
-                    continue
-                with self._state:
-                    inbox = self._inbox
-                    self._attach(sock, cap, peer, local)
-                    self._inbox = inbox  # messages received before the loss stay deliverable
-                return
-            raise ConnectionClosed(f"cannot reconnect after {self._reconnect_attempts} attempts: {last}",
-                                   self.peer)
+            e = self._round_error
+            if self._rounds != rounds_seen and e is not None:  # a round ran while this thread waited
+                raise ReconnectFailed(e.reason, e.peer, e.attempts, e.last_error) from e.last_error
+            try:
+                self._reconnect_round()
+                self._round_error = None
+            except ReconnectFailed as e:
+                self._round_error = e
+                raise
+            finally:
+                self._rounds += 1
+
+    def _reconnect_round(self) -> None:
+        assert self._target is not None
+        round_ = p.ReconnectRound(self._reconnect_attempts, self.peer)
+        for delay in round_:
+            if delay:
+                time.sleep(delay)
+            if self._closed:
+                raise self._closed_error()
+            try:
+                sock, cap, peer, local = open_socket(self._target)
+            except Exception as e:  # noqa: BLE001 (failed() re-raises what no retry can help)
+                round_.failed(e)
+                continue
+            with self._state:
+                if self._closed:  # close() was called meanwhile
+                    sock.close()
+                    raise self._closed_error()
+                inbox = self._inbox
+                self._attach(sock, cap, peer, local)
+                self._inbox = inbox  # messages received before the loss stay deliverable
+            return
+        raise round_.give_up()
