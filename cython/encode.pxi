@@ -511,12 +511,14 @@ cdef class Encoder:
             return 0
         items = arr.tolist()
         if all(type(x) is str for x in items):
+            if attr == 0 and not self.q_compatible and any("\0" in x for x in items):
+                return self._fallback(w, arr, 0, "")   # no q symbol holds NUL: the object-array record
             return self._enc_symbols(w, items, attr)
         if all(type(x) is UUID for x in items):
             return self._enc_guids(w, items, attr)
-        bad = next(x for x in items if type(x) is not str)
         if attr == 0 and self._ext is not None:
             return self._fallback(w, arr, 0, "")
+        bad = next(x for x in items if type(x) is not str)
         raise EncodeError(f"an object array is a q vector only when it holds only str (symbols) or only uuid.UUID "
                           f"(guids); found {type(bad).__name__} (use a list for a general list)", type(bad))
 

@@ -317,29 +317,3 @@ def _keycache_info():
     """The cached key lists (tests): a list of (wire bytes, keys) per occupied slot."""
     return [(<object>_key_cache[i].kbytes, list(<object>_key_cache[i].keys))
             for i in range(KEYCACHE_SLOTS) if _key_cache[i].keys != NULL]
-
-
-cdef extern from *:
-    """
-    static Py_ssize_t qw_str_find_nul(PyObject* s) {
-        return PyUnicode_FindChar(s, 0, 0, PyUnicode_GET_LENGTH(s), 1);
-    }
-    """
-    Py_ssize_t qw_str_find_nul(PyObject* s) except -2
-
-
-def object_cells_hold_nul(cnp.ndarray arr not None):
-    """True when every cell of a contiguous 1-d object array is a str and one contains NUL: such
-    an array is no symbol vector (_frames sends its cells as a list). A C pass over the cells, not
-    the Python-level scan of every cell that the column encoder must not pay for."""
-    if arr.dtype.kind != "O" or arr.ndim != 1 or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
-        raise ValueError("a contiguous 1-d object array is needed")
-    cdef Py_ssize_t n = cnp.PyArray_DIMS(arr)[0], i
-    cdef PyObject** items = <PyObject**>cnp.PyArray_DATA(arr)
-    cdef bint found = False
-    for i in range(n):
-        if items[i] == NULL or type(<object>items[i]) is not str:
-            return False   # the core writes such an array as the object-array record, NUL and all
-        if not found and qw_str_find_nul(items[i]) >= 0:
-            found = True
-    return found

@@ -236,6 +236,19 @@ def test_object_arrays_keep_their_items():
     assert b[0, 0] == [1, 2] and b[0, 1] == (3,) and b[1, 0] == {"x": None} and np.array_equal(b[1, 1], np.zeros(2))
 
 
+
+def test_object_array_of_str_with_nul_keeps_its_items():
+    """No q symbol holds NUL: an all-str object array with one (contiguous or strided) travels as
+    the object-array record, exactly; q_compatible=True refuses it, naming the str."""
+    a = np.array(["x\0y", "z", ""], dtype=object)
+    for arr in (a, np.repeat(a, 2)[::2]):
+        b = rt(arr)
+        assert b.dtype == object and b.tolist() == ["x\0y", "z", ""]
+    with pytest.raises(qwire.EncodeError, match="NUL"):
+        qwire.dumps(a, q_compatible=True)
+    assert bytes(qwire.dumps(a))[8] == 112                                  # an extension record
+    assert bytes(qwire.dumps(np.array(["x", "z"], dtype=object)))[8] == 11  # without NUL: a symbol vector
+
 # ---- time zones -------------------------------------------------------------------------------------------
 
 def test_aware_datetimes_keep_the_offset_and_the_instant():

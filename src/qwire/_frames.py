@@ -175,10 +175,6 @@ def values_desc(values, where):
         if dtype.kind not in _NUMPY_KINDS:
             raise _refuse(where, dtype, "structured and void dtypes have no qwire layout")
         arr = np.asarray(values)
-        if dtype.kind == "O" and _str_with_nul(arr):
-            # The core writes an all-str object array as a symbol vector, and no q symbol holds
-            # NUL: the cells go as a general list instead, each keeping its type.
-            return ["objects", list(arr.reshape(-1))]
         if dtype.kind in "mM":
             # The raw int64s (a view, referenced by dumps): a q timestamp would shift every value
             # to q's epoch and back, and this record is read only by qwire anyway.
@@ -213,13 +209,6 @@ def values_desc(values, where):
         data, mask = _masked(values)
         return ["masked", name, data, mask]
     raise _refuse(where, dtype, f"pandas {type(dtype).__name__} has no qwire layout; convert the column first")
-
-
-def _str_with_nul(arr):
-    """True when an object array's cells are all str and one contains NUL (one C pass)."""
-    from ._core import object_cells_hold_nul
-
-    return object_cells_hold_nul(np.ascontiguousarray(arr.reshape(-1)))
 
 
 # pandas masked dtypes by class name, to the array class and value dtype that rebuild them.
@@ -366,11 +355,6 @@ def values_from(desc, n=None):
         out = _arr(desc[1], "column data")
         if out.dtype.kind not in _NUMPY_KINDS:
             raise _bad(f"column dtype {out.dtype}")
-    elif kind == "objects" and len(desc) == 2:
-        cells = _list(desc[1], "object cells")
-        out = np.empty(len(cells), dtype=object)
-        for i, cell in enumerate(cells):   # item by item: a cell that is a list stays one cell
-            out[i] = cell
     elif kind == "np_i8" and len(desc) == 3:
         if type(desc[1]) is not str or not _TEMPORAL_DTYPE.fullmatch(desc[1]):
             raise _bad(f"temporal dtype {str(desc[1])[:20]!r}")
