@@ -165,40 +165,34 @@ class Iterator(_CodedFunction):
     _names = _ITERATORS
 
 
-class Projection(Function):
+class _Items(Function):
+    """A function value that is its items, in order (a projection, a composition)."""
+
+    __slots__ = ("items",)
+    _fields = ("items",)
+
+    items: tuple[Any, ...]
+
+    def __init__(self, *items: Any) -> None:
+        self._set(items=tuple(items))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}{self.items!r}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), self.items)
+
+
+class Projection(_Items):
     """A projection (type 104): the function and its arguments, `ELIDED` where one is left out."""
 
-    __slots__ = ("items",)
-    _fields = ("items",)
-
-    items: tuple[Any, ...]
-
-    def __init__(self, *items: Any) -> None:
-        self._set(items=tuple(items))
-
-    def __repr__(self) -> str:
-        return f"Projection{self.items!r}"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Projection, self.items)
+    __slots__ = ()
 
 
-class Composition(Function):
+class Composition(_Items):
     """A composition (type 105) of the given functions."""
 
-    __slots__ = ("items",)
-    _fields = ("items",)
-
-    items: tuple[Any, ...]
-
-    def __init__(self, *items: Any) -> None:
-        self._set(items=tuple(items))
-
-    def __repr__(self) -> str:
-        return f"Composition{self.items!r}"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Composition, self.items)
+    __slots__ = ()
 
 
 class Derived(Function):
