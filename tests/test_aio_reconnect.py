@@ -180,6 +180,29 @@ def max_pauses(attempts: int) -> float:
     return sum(min(p.RECONNECT_FIRST_DELAY * 2 ** (n - 2), p.RECONNECT_MAX_DELAY) for n in range(2, attempts + 1))
 
 
+def record_aio_attempts(monkeypatch) -> list:
+    """From now on, the time of every connection attempt the asyncio client makes."""
+    attempts = []
+    real_open = qwire.aio._client._open
+
+    async def counting_open(*args, **kwargs):
+        attempts.append(time.monotonic())
+        return await real_open(*args, **kwargs)
+
+    monkeypatch.setattr(qwire.aio._client, "_open", counting_open)
+    return attempts
+
+
+def record_blocking_attempts(monkeypatch) -> list:
+    """From now on, the time of every connection attempt the blocking client makes."""
+    import qwire.ipc.client as client
+
+    attempts = []
+    real = client.open_socket
+    monkeypatch.setattr(client, "open_socket", lambda t: (attempts.append(time.monotonic()), real(t))[1])
+    return attempts
+
+
 # --- the shared schedule and option -----------------------------------------------------------
 def test_backoff_is_bounded_and_grows():
     """0 before the first attempt; then 50 ms doubling, capped at RECONNECT_MAX_DELAY, jittered to
@@ -312,31 +335,21 @@ def test_queued_messages_survive_the_reconnection(kind):
         server.kill()
 
 
-def test_concurrent_requests_share_one_reconnection():
+def test_concurrent_requests_share_one_reconnection(monkeypatch):
     """Many tasks asking at once after the loss wait for one round of attempts (one new
     connection), and are all answered."""
     server = ServerProcess("qwire")
     try:
         async def main():
             nonlocal server
-            opened = []
-            real_open = qwire.aio._client._open
-
-            async def counting_open(*args, **kwargs):
-                opened.append(1)
-                return await real_open(*args, **kwargs)
-
             async with await qwire.aio.connect("127.0.0.1", server.port, reconnect=20, timeout=5) as q:
                 server.kill()
                 await until_closed(q)
-                qwire.aio._client._open = counting_open
-                try:
-                    pending = asyncio.gather(*(q.sync([b"echo", i]) for i in range(50)))
-                    await asyncio.sleep(0.3)  # a few failed attempts while nothing listens
-                    server = restart(server)
-                    results = await asyncio.wait_for(pending, 30)
-                finally:
-                    qwire.aio._client._open = real_open
+                opened = record_aio_attempts(monkeypatch)
+                pending = asyncio.gather(*(q.sync([b"echo", i]) for i in range(50)))
+                await asyncio.sleep(0.3)  # a few failed attempts while nothing listens
+                server = restart(server)
+                results = await asyncio.wait_for(pending, 30)
                 assert [r[1] for r in results] == list(range(50))
                 assert opened and len(opened) <= 20  # one round's attempts, not one round per task
         run(main(), 120)
@@ -344,7 +357,7 @@ def test_concurrent_requests_share_one_reconnection():
         server.kill()
 
 
-def test_gives_up_after_n_attempts_with_reconnect_failed():
+def test_gives_up_after_n_attempts_with_reconnect_failed(monkeypatch):
     """Nothing listening after the kill: the request raises ReconnectFailed once its N attempts
     failed, after pauses within the schedule's bounds; each later request tries a new round,
     which succeeds once the server is back."""
@@ -352,24 +365,15 @@ def test_gives_up_after_n_attempts_with_reconnect_failed():
     try:
         async def main():
             nonlocal server
-            attempts = []
-            real_open = qwire.aio._client._open
-
-            async def counting_open(*args, **kwargs):
-                attempts.append(time.monotonic())
-                return await real_open(*args, **kwargs)
-
             async with await qwire.aio.connect("127.0.0.1", server.port, reconnect=4, timeout=2) as q:
                 server.kill()
                 await until_closed(q)
-                qwire.aio._client._open = counting_open
-                try:
-                    t0 = time.monotonic()
-                    with pytest.raises(ReconnectFailed) as e:
-                        await asyncio.wait_for(q("1+1"), 30)
-                    elapsed = time.monotonic() - t0
-                finally:
-                    qwire.aio._client._open = real_open
+                attempts = record_aio_attempts(monkeypatch)
+                t0 = time.monotonic()
+                with pytest.raises(ReconnectFailed) as e:
+                    await asyncio.wait_for(q("1+1"), 30)
+                elapsed = time.monotonic() - t0
+                monkeypatch.undo()   # the new round below is not counted
                 assert len(attempts) == 4 and e.value.attempts == 4
                 assert isinstance(e.value, ConnectionError)
                 assert isinstance(e.value.__cause__, qwire.ConnectionClosed)  # "cannot connect: refused"
@@ -473,17 +477,13 @@ def test_refused_credentials_on_reconnection_are_not_retried():
 # --- the blocking client: the same option, the same schedule ----------------------------------
 def test_blocking_client_gives_up_after_n_attempts_on_the_same_schedule(monkeypatch):
     """qwire.connect(reconnect=4): four attempts, the shared pauses, then ReconnectFailed."""
-    import qwire.ipc.client as client
-
     with server_process("qwire") as server:
         with qwire.connect("127.0.0.1", server.port, reconnect=4, timeout=2) as q:
             assert q("1+1") == 2
             server.kill()
             with pytest.raises(qwire.ConnectionClosed):  # the loss is seen by this request
                 q.sync(b"1+1", timeout=5)
-            attempts = []
-            real = client.open_socket
-            monkeypatch.setattr(client, "open_socket", lambda t: (attempts.append(time.monotonic()), real(t))[1])
+            attempts = record_blocking_attempts(monkeypatch)
             t0 = time.monotonic()
             with pytest.raises(ReconnectFailed) as e:
                 q.sync(b"1+1", timeout=5)
@@ -522,17 +522,13 @@ def test_blocking_threads_waiting_for_a_round_share_its_outcome(monkeypatch):
     thread; each gets its own ReconnectFailed."""
     import threading
 
-    import qwire.ipc.client as client
-
     with server_process("qwire") as server:
         with qwire.connect("127.0.0.1", server.port, reconnect=6, timeout=2) as q:
             assert q("1+1") == 2
             server.kill()
             with pytest.raises(qwire.ConnectionClosed):
                 q.sync(b"1+1", timeout=5)
-            attempts = []
-            real = client.open_socket
-            monkeypatch.setattr(client, "open_socket", lambda t: (attempts.append(1), real(t))[1])
+            attempts = record_blocking_attempts(monkeypatch)
             barrier = threading.Barrier(4)
             errors = []
 
