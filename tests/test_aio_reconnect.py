@@ -243,6 +243,7 @@ def test_reconnect_failed_is_a_connection_error():
     e.failed(qwire.ConnectionClosed("cannot connect: refused", "h:1"))
     err = e.give_up()
     assert isinstance(err, ReconnectFailed) and isinstance(err, qwire.ConnectionClosed)
+    assert ReconnectFailed is qwire.ReconnectFailed is qwire.errors.ReconnectFailed
     assert isinstance(err, ConnectionError) and isinstance(err, qwire.IPCError)
     assert err.attempts == 3 and isinstance(err.__cause__, qwire.ConnectionClosed)
     assert "3 attempts to reconnect failed" in str(err) and "refused" in str(err)

@@ -95,6 +95,7 @@ from .errors import (  # noqa: E402
     MessageTooLarge,
     NoRequestWaiting,
     ProtocolError,
+    ReconnectFailed,
     RequestTimeout,
 )
 
@@ -105,6 +106,7 @@ __all__ += [
     "DEFERRED",
     "IPCError",
     "ConnectionClosed",
+    "ReconnectFailed",
     "AuthenticationError",
     "ProtocolError",
     "MessageTooLarge",

@@ -21,6 +21,7 @@ __all__ = [
     "EndOfFile",
     "IPCError",
     "ConnectionClosed",
+    "ReconnectFailed",
     "AuthenticationError",
     "ProtocolError",
     "MessageTooLarge",
@@ -154,6 +155,21 @@ class ConnectionClosed(IPCError):
 
     def __reduce__(self) -> tuple[type[ConnectionClosed], tuple[str, str | None, int | None, int | None]]:  # type: ignore[override]
         return (type(self), (self.reason, self.peer, self.received, self.expected))
+
+
+class ReconnectFailed(ConnectionClosed):
+    """The connection was lost and reconnecting gave up: `attempts` attempts in a row failed.
+    The last attempt's error is `last_error` (and `__cause__`). A `ConnectionClosed`, so code
+    that handles a lost connection handles this too."""
+
+    def __init__(self, message: str, peer: str | None = None, attempts: int | None = None,
+                 last_error: BaseException | None = None) -> None:
+        self.attempts = attempts
+        self.last_error = last_error
+        super().__init__(message, peer)
+
+    def __reduce__(self) -> tuple[type[ReconnectFailed], tuple[str, str | None, int | None, BaseException | None]]:  # type: ignore[override]
+        return (type(self), (self.reason, self.peer, self.attempts, self.last_error))
 
 
 class AuthenticationError(IPCError):

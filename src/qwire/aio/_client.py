@@ -133,7 +133,7 @@ async def connect(host: str = "localhost", port: int | None = None, *, user: str
 
     reconnect: as for `qwire.connect`. When the connection is lost, the next request (or send)
     reconnects first, making up to this many attempts (True: 5) with the backoff of
-    `qwire.ipc._protocol.reconnect_delay`, then raises `qwire.ipc.ReconnectFailed`. Requests in
+    `qwire.ipc._protocol.reconnect_delay`, then raises `qwire.ReconnectFailed`. Requests in
     flight when it was lost raise ConnectionClosed (never resent: they may have run); messages
     already queued for receive() are kept. Concurrent requests share one reconnection.
     """

@@ -29,7 +29,9 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
 
 from .._core import Decoder, Message, Receiver, read_header_length
 from ..compression import KDB_COMPRESSION_THRESHOLD, try_compress
-from ..errors import AuthenticationError, ConnectionClosed, DecodeError, IPCError, MessageTooLarge, ProtocolError
+from ..errors import (
+    AuthenticationError, ConnectionClosed, DecodeError, IPCError, MessageTooLarge, ProtocolError, ReconnectFailed,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -679,21 +681,6 @@ DEFAULT_RECONNECT_ATTEMPTS = 5
 RECONNECT_FIRST_DELAY = 0.05
 #: The longest pause between two attempts: the backoff never waits longer than this.
 RECONNECT_MAX_DELAY = 5.0
-
-
-class ReconnectFailed(ConnectionClosed):
-    """The connection was lost and reconnecting gave up: `attempts` attempts in a row failed.
-    The last attempt's error is `last_error` (and `__cause__`). A `ConnectionClosed`, so code
-    that handles a lost connection handles this too."""
-
-    def __init__(self, message: str, peer: str | None = None, attempts: int | None = None,
-                 last_error: BaseException | None = None) -> None:
-        self.attempts = attempts
-        self.last_error = last_error
-        super().__init__(message, peer)
-
-    def __reduce__(self) -> Any:
-        return (type(self), (self.reason, self.peer, self.attempts, self.last_error))
 
 
 def reconnect_attempts(reconnect: int | bool | None) -> int:

@@ -217,7 +217,7 @@ def connect(host: str = "localhost", port: int | None = None, *, user: str | Non
     exception an error reply); without it they get an error reply.
     reconnect: when the connection is lost, the next request (or send) reconnects first, making
     up to this many attempts (True: 5) with exponential backoff (50 ms doubling to at most 5 s,
-    jittered), then raises `qwire.ipc.ReconnectFailed` (a ConnectionClosed). A request in flight
+    jittered), then raises `qwire.ReconnectFailed` (a ConnectionClosed). A request in flight
     when the connection is lost is not resent (it may have run): it raises ConnectionClosed.
     Messages already queued for receive() survive the reconnection.
     limits: a `qwire.ipc.Limits` (max_message_size, connect_timeout, request_timeout); the
