@@ -3,7 +3,8 @@ Unix sockets (docs/IPC.md). `qwire.aio` has the asyncio versions; both build on 
 protocol in `qwire.ipc._protocol` (handshake, framing, limits, compression rule)."""
 from __future__ import annotations
 
-from ._protocol import CAPABILITY, Limits, ReconnectFailed, kx_unix_path
+from ..errors import ReconnectFailed
+from ._protocol import CAPABILITY, Limits, kx_unix_path
 from .client import Connection, connect
 from .server import DEFERRED, DeferredReply, Handler, Server, ServerConnection
 

@@ -85,7 +85,6 @@ __all__ = [
     "DEFAULT_RECONNECT_ATTEMPTS",
     "RECONNECT_FIRST_DELAY",
     "RECONNECT_MAX_DELAY",
-    "ReconnectFailed",
     "reconnect_attempts",
     "reconnect_delay",
     "worth_another_attempt",

@@ -35,10 +35,10 @@ from ..errors import (
     IPCError,
     ProtocolError,
     QError,
+    ReconnectFailed,
     RequestTimeout,
 )
 from . import _protocol as p
-from ._protocol import ReconnectFailed
 
 __all__ = ["connect", "Connection"]
 
