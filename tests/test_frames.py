@@ -286,3 +286,17 @@ def test_object_column_with_nul_goes_as_its_cells():
     s = pd.Series(["", "\0\0", "q"], dtype=object, name="s")
     assert_same_series(roundtrip(s), s)
 
+
+@pytest.mark.parametrize("storage", ["python", "pyarrow"])
+@pytest.mark.parametrize("na_value", [pd.NA, np.nan], ids=["string", "str"])
+def test_string_dtype_column_with_nul_round_trips_on_either_storage(storage, na_value):
+    """pandas 3 without pyarrow makes a str column python-storage StringDtype: one holding NUL (no
+    q symbol can) comes back with its cells, missing values and dtype, whichever storage holds it."""
+    if storage == "pyarrow":
+        pytest.importorskip("pyarrow")
+    dtype = pd.StringDtype(storage, na_value=na_value)
+    df = pd.DataFrame({"s": pd.array(["x\0y", "z", None, "\0"], dtype=dtype)})
+    back = roundtrip(df)
+    assert_same_frame(back, df)
+    assert back["s"].dtype == dtype and back["s"].iloc[0] == "x\0y" and back["s"].isna().tolist() == [False, False, True, False]
+
