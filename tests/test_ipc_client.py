@@ -276,10 +276,18 @@ def _echo_script(requests: int):
     return script
 
 
+def _answer_then_drop(answered: int):
+    """Like _echo_script(answered), then read one more request and close without answering it."""
+    def script(conn):
+        _echo_script(answered)(conn)
+        read_message(conn)
+    return script
+
+
 def test_reconnect_after_the_server_dropped_the_connection():
     """With reconnect=, the request in flight when the connection went raises ConnectionClosed
     (it is not resent: it may have run); the next request reconnects and is answered."""
-    scripts = iter([_echo_script(1), _echo_script(5)])
+    scripts = iter([_answer_then_drop(1), _echo_script(5)])
     with fake_server(lambda conn: next(scripts)(conn), connections=2) as (host, port):
         with qwire.connect(host, port, reconnect=3) as q:
             assert q.sync(1, timeout=5) == 1
@@ -288,6 +296,36 @@ def test_reconnect_after_the_server_dropped_the_connection():
             assert q.closed
             assert q.sync(3, timeout=5) == 3
             assert not q.closed
+
+
+def test_reconnect_before_writing_to_a_connection_the_peer_closed():
+    """With reconnect=, a request made after the server closed the connection (between
+    requests, as a restarted server does) is not written to the dead socket: the client
+    notices the close, reconnects and the request is answered; each side sees its messages once."""
+    seen = []
+    closed = threading.Event()
+
+    def first(conn):
+        _echo_script(1)(conn)
+        closed.set()
+
+    def second(conn):
+        read_hello(conn)
+        conn.sendall(b"\x06")
+        for _ in range(2):
+            msg = read_message(conn)
+            seen.append(msg)
+            conn.sendall(b"\x01\x02" + msg[2:])
+
+    scripts = iter([first, second])
+    with fake_server(lambda conn: next(scripts)(conn), connections=2) as (host, port):
+        with qwire.connect(host, port, reconnect=3) as q:
+            assert q.sync(1, timeout=5) == 1
+            assert closed.wait(5)
+            time.sleep(0.2)  # the close reaches the client's socket
+            assert q.sync(2, timeout=5) == 2
+            assert q.sync(3, timeout=5) == 3
+    assert [qwire.loads(m) for m in seen] == [2, 3]
 
 
 def test_without_reconnect_a_lost_connection_stays_closed():

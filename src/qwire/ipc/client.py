@@ -296,6 +296,7 @@ class Connection:
     def sync(self, value: Any, *, timeout: float | None = None) -> Any:
         """Send `value` exactly as given as a sync request; the decoded response (QError raised).
         timeout: seconds (default: the connection's request_timeout)."""
+        self._notice_peer_closed()
         if self._failure is not None:
             self._ensure_open()  # before the deadline: reconnecting is bounded by its own schedule
         if timeout is None:
@@ -323,6 +324,7 @@ class Connection:
     def send(self, value: Any) -> None:
         """Send `value` exactly as given as an async message (q's neg[h] value). Returns once
         the bytes are written to the socket."""
+        self._notice_peer_closed()
         if self._failure is not None:
             self._ensure_open()
         segments = self._outgoing("async", value)
@@ -538,6 +540,32 @@ class Connection:
         except OSError:
             pass
         self._sock.close()
+
+    def _notice_peer_closed(self) -> None:
+        """With reconnection on, learn before writing a request that the peer has closed the
+        connection (a server killed and restarted): the blocking client reads the socket only
+        during a request, so without this look the request would be written to the dead
+        connection and fail, and only the one after it would reconnect. One non-blocking peek
+        (a system call per request, only when reconnection is on); when no reader holds the
+        socket and it has nothing but end-of-file, the connection counts as lost and
+        _ensure_open reconnects. Unread data (an async message before the close) is left for
+        the reader as before; TLS sockets are not peeked (their close arrives as data)."""
+        if not self._reconnect_attempts or self._tls or self._failure is not None:
+            return
+        with self._state:
+            if self._reader is not None or self._failure is not None:
+                return  # a reader is on the socket: it sees the end itself
+            try:
+                data = self._sock.recv(1, socket.MSG_PEEK | p.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return  # open, nothing to read: the usual case
+            except OSError as e:
+                lost = ConnectionClosed(f"the connection was lost: {e}", self.peer)
+            else:
+                if data:
+                    return
+                lost = ConnectionClosed("the peer closed the connection", self.peer)
+        self._fail(lost)
 
     def _ensure_open(self) -> None:
         """Reconnect if the connection was lost and reconnection is on: one round of up to
