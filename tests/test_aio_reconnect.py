@@ -255,6 +255,7 @@ def test_reconnect_failed_is_a_connection_error():
 
 
 # --- the asyncio client against servers killed and restarted ----------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_reconnects_after_the_server_is_killed_and_restarted(kind):
     """Three times over: kill the server, restart it on the same port; the next request
@@ -513,6 +514,7 @@ def test_blocking_client_reconnects_after_a_restart(kind):
         server.kill()
 
 
+@pytest.mark.slow
 def test_blocking_threads_waiting_for_a_round_share_its_outcome(monkeypatch):
     """Threads that ask while a round runs take its outcome: one round of attempts, not one per
     thread; each gets its own ReconnectFailed."""

@@ -146,6 +146,7 @@ def test_capability_min_and_bad_messages():
     run(main())
 
 
+@pytest.mark.slow
 def test_hostile_handshake_terabyte_and_slow_message():
     limits = Limits(max_handshake_size=64, handshake_timeout=0.5, transfer_timeout=0.5)
 

@@ -110,6 +110,7 @@ def test_arrow_decoding_is_zero_copy_over_the_message():
     assert start <= back.buffers()[1].address < start + len(m)
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(data=st.data())
 def test_polars_frames_and_series_round_trip_exactly(data):

@@ -63,6 +63,7 @@ def test_bench_quick_prints_a_table(quick_run):
     assert "round 1/" in result.stderr.decode()  # progress went to stderr
 
 
+@pytest.mark.slow
 def test_bench_table_workloads_run_against_arrow(tmp_path):
     """The table workloads (run by name) measure qwire, pickle and Arrow IPC, each decoding to the
     workload's own table type (pandas, pyarrow, polars)."""
@@ -93,6 +94,7 @@ def test_bench_json_has_the_documented_keys(quick_run):
     assert qwire_row["ser_ratio"] == pytest.approx(qwire_row["ser_ns"] / by_library["pickle-5"]["ser_ns"], rel=1e-3)
 
 
+@pytest.mark.slow
 def test_bench_plot_writes_a_png(tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "chart.png"
@@ -454,6 +456,7 @@ def test_inspect_missing_file():
     assert result.stderr.decode().startswith("qwire inspect: cannot read /no/such/file.qipc")
 
 
+@pytest.mark.slow
 def test_bench_ipc_workload_measures_every_contender_it_is_given():
     """The ipc workload (qwire bench --workload ipc) starts its servers, times each client and
     reports medians with ratios to the raw socket; a client that cannot run is reported, not fatal."""

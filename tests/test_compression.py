@@ -762,6 +762,7 @@ def synthetic_stream(seed, groups, ref_share, max_extra, le=True):
     return _z(bytes(stream), s, le=le), bytes(dst[8:])
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(st.integers(0, 2**32), st.integers(1, 300), st.floats(0.0, 1.0),
        st.sampled_from([0, 3, 10, 40, 255]), st.booleans())

@@ -120,6 +120,7 @@ def test_arrays_move_between_workers_with_qwire(client):
     assert np.array_equal(got, np.arange(2_000_000.0)) and not got.flags.writeable
 
 
+@pytest.mark.slow
 def test_dataframes_and_nested_values_move_with_qwire(client):
     """A DataFrame and a nested Python value cross between workers and back to the client."""
     a, b = workers(client)

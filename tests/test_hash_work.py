@@ -231,6 +231,7 @@ def _many_chains(copies, depth, record=h.set_record):
     return h.message(h.general_list([h.general_list(defs), h.general_list(last)]))
 
 
+@pytest.mark.slow
 def test_refusing_is_within_3x_of_decoding_the_same_message_unhashed():
     """Refusing the 2^64-leaf message takes about as long as decoding the same definitions with a
     tuple of the last one in place of the set (reference records decode slower per byte than plain
@@ -261,6 +262,7 @@ def test_refusing_is_within_3x_of_decoding_the_same_message_unhashed():
     check()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", [1, 4])
 def test_hashing_at_the_limit_is_within_3x_of_the_same_message_unhashed(depth):
     """The most hashing a message may cause costs a small factor over decoding the same shared

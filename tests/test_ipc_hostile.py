@@ -152,6 +152,7 @@ def test_garbage_body_is_decode_error_and_the_connection_stays_usable():
             assert q.sync(2, timeout=5) == 5
 
 
+@pytest.mark.slow
 def test_endless_stream_of_unasked_messages_does_not_starve_the_request():
     """A server that floods async messages before answering: the request is answered, the
     messages are all kept, in order."""
@@ -192,6 +193,7 @@ def test_close_from_another_thread_wakes_a_waiting_request():
     assert isinstance(errors[0], qwire.ConnectionClosed)
 
 
+@pytest.mark.slow
 def test_asyncio_client_stops_reading_a_flood_nobody_receives(monkeypatch):
     """A server that floods async messages at a subscriber that does not call receive(): the
     asyncio client stops reading past the queue limit (the kernel's buffers hold the rest), then

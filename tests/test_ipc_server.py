@@ -512,6 +512,7 @@ def test_defer_from_another_thread_while_on_sync_runs_is_refused():
         assert answer == [7] and len(outcome) == 1 and "outside on_sync" in str(outcome[0])
 
 
+@pytest.mark.slow
 def test_300_connections_open_at_once_are_all_served():
     """300 logged-in clients held open together (a thread each on the server), each answered."""
     with qwire.Server(lambda c, v: v + 1) as server:

@@ -139,6 +139,7 @@ def test_header_claiming_a_terabyte_allocates_nothing_and_closes():
         assert still_serving(server)
 
 
+@pytest.mark.slow
 def test_header_within_the_limit_but_never_completed_allocates_only_what_arrived():
     """A header announcing 1 GiB - 1 (allowed), then a few bytes and silence: the receive buffer
     follows what arrived, so memory stays small while the server waits (and serves others)."""
@@ -324,6 +325,7 @@ def test_a_client_that_stops_reading_is_disconnected_not_waited_for():
         s.close()
 
 
+@pytest.mark.slow
 def test_thousands_of_connections_opened_and_dropped():
     """2000 connections dropped at every stage (before the hello, inside it, after login, inside a
     message): no thread or connection is left behind and the server still answers."""

@@ -97,6 +97,7 @@ def test_pykx_asyncqconnection(kx, server):
     assert asyncio.run(run()) == (2, 45)
 
 
+@pytest.mark.slow
 def test_pykx_message_over_100mb_both_ways(kx, server):
     """A 120 MB request echoed back, and a 112 MB response, through KX's client."""
     a = np.random.default_rng(5).standard_normal(15_000_000)
@@ -143,6 +144,7 @@ def test_kola_sync_async_and_errors(server):
         q.disconnect()
 
 
+@pytest.mark.slow
 def test_kola_large_message(server):
     import kola
     import polars as pl

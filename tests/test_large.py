@@ -90,6 +90,7 @@ def test_count_form_switches_at_exactly_2_to_the_32_on_encode():
         qwire.Encoder(capability=5).encode(np.zeros(2**32, dtype=np.uint8))
 
 
+@pytest.mark.slow
 def test_capability_3_refusal_through_dumps():
     two_gb = np.zeros(2**31 - 14, dtype=np.uint8)   # total 2^31 bytes: one over kdb+ 3.x's limit
     with pytest.raises(qwire.EncodeError, match="capability 3"):

@@ -623,6 +623,7 @@ _ENCODE_DEEP = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_encoder_deep_nesting_never_crashes():
     paths = [os.path.dirname(os.path.abspath(qwire.__file__ + "/..")), os.path.dirname(__file__)]
     proc = subprocess.run([sys.executable, "-c", _ENCODE_DEEP.format(paths=paths)], capture_output=True,
@@ -688,6 +689,7 @@ def _outcome(decoder, data):
     return None
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(strategies.q_messages(max_leaves=16), st.integers(1, 6), st.data())
 def test_early_depth_refusal_agrees_with_decoding_item_by_item(msg, max_depth, data):

@@ -207,6 +207,7 @@ def test_peak_memory_within_16x_plus_1mib(name, measured):
         assert peak <= 16 * size + MiB, f"{name}: peak {peak} bytes for {size} input bytes ({peak / size:.1f}x)"
 
 
+@pytest.mark.slow
 def test_peak_memory_of_benign_messages_is_small():
     for v in (np.arange(1 << 20, dtype=np.float64), [{"a": i, "b": "x"} for i in range(20000)], b"x" * MiB):
         data = bytes(qwire.dumps(v))
@@ -363,6 +364,7 @@ def _worst_case_in_child(name, gc_on):
     return json.loads(out.stdout.splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gc_on", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["gc-off", "gc-on"])
 @pytest.mark.parametrize("name", WORST)
 @measured_again()
@@ -375,6 +377,7 @@ def test_worst_case_time_within_5x_of_benign(name, gc_on, request):
                               f"({rate / base:.1f}x; {faults} page faults while timing)")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", ["empty lists", "one-char symbols"])
 @measured_again()
 def test_worst_case_time_is_linear(shape):
@@ -396,6 +399,7 @@ DEEP = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", DEEP)
 @measured_again()
 def test_rejecting_deep_nesting_is_within_5x_of_benign(shape, benign):
@@ -421,6 +425,7 @@ def _feed_bytewise(data):
     return list(dec)
 
 
+@pytest.mark.slow
 @measured_again()
 def test_byte_at_a_time_stream_is_linear_and_within_5x():
     benign = bytes(qwire.dumps(np.arange(25_000, dtype=np.int64)))  # 200 KB of plain data

@@ -190,6 +190,7 @@ def test_write_to_refuses_what_it_cannot_write_to():
         m.write_to(Liar([1]))
 
 
+@pytest.mark.slow
 @given(st.integers(1, 5), st.floats(allow_nan=False))
 def test_bytes_is_never_a_stale_join(changes, value):
     """bytes(m) after the array changed holds the new data, as write_to sends."""

@@ -128,6 +128,7 @@ def _kill_trials(tmp_path, trials: int, seed: int) -> dict:
     return stats
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_loses_no_acknowledged_append(tmp_path):
     """A writer killed at a random point: every acknowledged append survives intact, a torn
     message is reported and never returned, and the next append cuts it off."""

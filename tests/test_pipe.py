@@ -389,6 +389,7 @@ def test_malformed_frames_are_refused_and_descriptors_closed(case):
     assert open_fds() == before
 
 
+@pytest.mark.slow
 def test_peer_closing_mid_frame_gives_pipe_closed_and_closes_descriptors():
     """A frame cut short (header, table or message) raises PipeClosedError, fds closed."""
     for cut in (10, 40, 70):

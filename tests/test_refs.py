@@ -234,6 +234,7 @@ def test_a_cycle_through_registered_objects_without_refs():
         qwire.dumps(a, registry=REG)
 
 
+@pytest.mark.slow
 def test_looking_for_a_cycle_after_a_depth_error_is_bounded():
     """After a depth error the encoder looks for a cycle to name; in 60 000 levels it stops soon
     (at most 100 000 objects are visited, and paths are not copied as the walk goes)."""

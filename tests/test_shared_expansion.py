@@ -49,6 +49,7 @@ def blowups(draw):
     return value
 
 
+@pytest.mark.slow
 @settings(max_examples=25)
 @given(blowups())
 def test_exponential_shared_structure_is_refused_early(value):

@@ -12,6 +12,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 import qwire
 from qwire import _compress, _core
 
@@ -218,6 +220,7 @@ qwire.register(qwire.dumps)  # E
 '''
 
 
+@pytest.mark.slow
 def test_mypy_strict_on_typical_code(tmp_path):
     env, config = _mypy_env(tmp_path)
     (tmp_path / "good.py").write_text(GOOD)
