@@ -8,21 +8,14 @@
 * Decompressed size has an absolute, configurable ceiling (checked in test_limits.py as well).
 * Time is linear on crafted worst cases: per-byte decode time of 10^6 empty lists, 10^6
   one-character symbols (vector and atoms) and byte-at-a-time stream feeding stays within 5x the
-  per-byte CPU time of benign data measured in the same run (each side's fastest round; the worst
-  cases in a fresh child process, see _CHILD_ALLOCATOR), and grows linearly with size.
+  per-byte CPU time of benign data measured in the same run, and grows linearly with size (how
+  the times are measured: tests/timing.py).
 """
 import dataclasses
 import decimal
 import enum
-import functools
 import gc
-import json
-import math
-import os
 import struct
-import subprocess
-import sys
-import time
 import tracemalloc
 import typing
 
@@ -33,6 +26,7 @@ import qwire
 from fuzz import hostile as h
 from qwire import compression
 from qwire.errors import DecodeError
+from timing import in_fresh_process, interleaved_rates, measured_again
 
 MiB = 1 << 20
 N = 30_000  # items per hostile message: inputs of 60 KB..1.3 MB
@@ -241,58 +235,6 @@ def test_decompression_peak_is_bounded_by_the_stream():
 # time
 
 
-def measured_again(attempts=3):
-    """Time ratios on a shared machine: a burst of load during one measurement can break a ratio
-    that holds. The test measures again, up to `attempts` times, and fails only if every attempt
-    does (a real regression fails them all)."""
-    def wrap(test):
-        @functools.wraps(test)
-        def run(*args, **kwargs):
-            for attempt in range(attempts):
-                try:
-                    return test(*args, **kwargs)
-                except AssertionError:
-                    if attempt == attempts - 1:
-                        raise
-        return run
-    return wrap
-
-
-MIN_TIMED = 0.05  # seconds of CPU per timed run: shorter runs are dominated by timer and cache noise
-
-
-def interleaved_rates(cases, rounds=5, gc_on=False):
-    """CPU seconds per input byte of each (fn, data) case, measured round-robin (every round times
-    each case once) and reduced to each case's fastest round.
-
-    The clock is this thread's CPU time, not the wall clock: on a shared machine other processes
-    take the cores in turns, and wall time then measures them too (a 5 ms decode measured 3x its
-    cost beside two compilers). A case that runs shorter than MIN_TIMED is run enough times per
-    round to reach it. The fastest round is the nearest to the work itself, as noise only adds."""
-    best = [math.inf] * len(cases)
-    inner = [0] * len(cases)
-    for _ in range(rounds):
-        for i, (fn, data) in enumerate(cases):
-            gc.collect()
-            if not gc_on:
-                gc.disable()
-            try:
-                calls = 0
-                t0 = time.thread_time()
-                while True:
-                    value = fn(data)
-                    del value
-                    calls += 1
-                    elapsed = time.thread_time() - t0
-                    if calls >= inner[i] and (inner[i] or elapsed >= MIN_TIMED):
-                        break
-            finally:
-                gc.enable()
-            inner[i] = calls
-            best[i] = min(best[i], elapsed / calls / len(data))
-    return best
-
-
 def against_benign(fn, data, benign, gc_on=False, rounds=3):
     """(rate of fn(data), the slowest benign payload's rate of loads), measured interleaved."""
     rates = interleaved_rates([(qwire.loads, m) for m in benign] + [(fn, data)], rounds, gc_on)
@@ -311,11 +253,6 @@ def _benign():
     })
     mixed = [[i, float(i), "s", b"chars"] for i in range(rows)]
     return [bytes(qwire.dumps(v)) for v in (records, table, mixed)]
-
-
-@pytest.fixture(scope="module")
-def benign():
-    return _benign()
 
 
 WORST = {
@@ -338,52 +275,35 @@ KNOWN_SLOW_GC_ON = {
 KNOWN_SLOW: dict = {}   # none left: distinct short symbols now stop hashing once interning stops paying
 
 
-# The worst cases are timed in a fresh child process, with a fixed allocator set-up. Timed inside
-# the test run, the 10^5 distinct symbols read 1.4x benign alone and 5.4x, then 6.8x, in two CI runs
-# after 3,000 other tests: half of that case's CPU time is the kernel's, supplying fresh pages (770
-# page faults per call; pymalloc returns an emptied arena to the system and maps a new one on the
-# next call), and what a page fault costs depends on the machine's memory state and on the heap the
-# earlier tests left. In the child, glibc's malloc serves every allocation (PYTHONMALLOC=malloc)
-# and keeps freed memory instead of trimming or unmapping it, so after the first call no case pays
-# for pages: what is timed is the decoder's own work, for every case and the benign data alike.
-_CHILD_ALLOCATOR = {
-    "PYTHONMALLOC": "malloc",
-    "MALLOC_TRIM_THRESHOLD_": str(1 << 34),   # never give freed heap memory back
-    "MALLOC_MMAP_THRESHOLD_": str(1 << 32),   # large blocks come from the heap too, not mmap
-    "MALLOC_TOP_PAD_": str(1 << 30),          # grow the heap in big steps
-}
-
-
-def _worst_case_in_child(name, gc_on):
-    """(rate, benign rate, page faults) of WORST[name], measured by a fresh Python process."""
-    env = {**os.environ, **_CHILD_ALLOCATOR}
-    out = subprocess.run(
-        [sys.executable, __file__, "worst-case", name, "gc-on" if gc_on else "gc-off"],
-        env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert out.returncode == 0, f"the measuring process failed:\n{out.stderr[-3000:]}"
-    return json.loads(out.stdout.splitlines()[-1])
+def measure_worst_case(name, gc_on):
+    """(rate of WORST[name], the slowest benign payload's rate), measured interleaved."""
+    return against_benign(qwire.loads, WORST[name](), _benign(), gc_on)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("gc_on", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["gc-off", "gc-on"])
+@pytest.mark.parametrize("gc_on", [False, True], ids=["gc-off", "gc-on"])
 @pytest.mark.parametrize("name", WORST)
 @measured_again()
 def test_worst_case_time_within_5x_of_benign(name, gc_on, request):
     reason = KNOWN_SLOW.get(name) or (KNOWN_SLOW_GC_ON.get(name) if gc_on else None)
     if reason:
         request.applymarker(pytest.mark.xfail(strict=False, reason=reason))
-    rate, base, faults = _worst_case_in_child(name, gc_on)
+    (rate, base), faults = in_fresh_process(__file__, "measure_worst_case", name, gc_on)
     assert rate <= 5 * base, (f"{name}: {rate * 1e9:.1f} ns/byte vs benign {base * 1e9:.1f} ns/byte "
                               f"({rate / base:.1f}x; {faults} page faults while timing)")
+
+
+def measure_sizes(shape):
+    """(rate at 10^5 items, rate at 10^6) of a worst-case shape, measured interleaved."""
+    build = h.empty_lists if shape == "empty lists" else h.one_char_symbols
+    return interleaved_rates([(qwire.loads, build(100_000)), (qwire.loads, build(1_000_000))], rounds=3)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("shape", ["empty lists", "one-char symbols"])
 @measured_again()
 def test_worst_case_time_is_linear(shape):
-    build = h.empty_lists if shape == "empty lists" else h.one_char_symbols
-    small, big = build(100_000), build(1_000_000)
-    r_small, r_big = interleaved_rates([(qwire.loads, small), (qwire.loads, big)], rounds=3)
+    (r_small, r_big), _ = in_fresh_process(__file__, "measure_sizes", shape)
     assert r_big <= 3 * r_small, f"{shape}: {r_big * 1e9:.2f} ns/byte at 10^6 vs {r_small * 1e9:.2f} at 10^5"
 
 
@@ -399,21 +319,29 @@ DEEP = {
 }
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("shape", DEEP)
-@measured_again()
-def test_rejecting_deep_nesting_is_within_5x_of_benign(shape, benign):
-    def reject(data):
+def _reject_200_times(data):
+    for _ in range(200):
         try:
             qwire.loads(data)
         except DecodeError as e:
             assert "max_depth" in e.reason
-            return None
+            continue
         raise AssertionError("decoded")
 
-    deep = DEEP[shape]()
-    rate, base = against_benign(lambda d: [reject(d) for _ in range(200)], deep, benign)
-    rate /= 200
+
+def measure_deep_rejection(shape):
+    """(rate of refusing DEEP[shape] once, the slowest benign payload's rate)."""
+    rate, base = against_benign(_reject_200_times, DEEP[shape](), _benign())
+    return rate / 200, base
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", DEEP)
+@measured_again()
+def test_rejecting_deep_nesting_is_within_5x_of_benign(shape):
+    with pytest.raises(DecodeError, match="max_depth"):
+        qwire.loads(DEEP[shape]())
+    (rate, base), _ = in_fresh_process(__file__, "measure_deep_rejection", shape)
     assert rate <= 5 * base, f"{rate * 1e9:.0f} ns/byte vs benign {base * 1e9:.1f} ns/byte"
 
 
@@ -425,14 +353,18 @@ def _feed_bytewise(data):
     return list(dec)
 
 
+def measure_bytewise():
+    """Rates of feeding 200 KB of plain data, 10^4 and 4x10^4 empty lists a byte at a time."""
+    benign = bytes(qwire.dumps(np.arange(25_000, dtype=np.int64)))
+    return interleaved_rates(
+        [(_feed_bytewise, benign), (_feed_bytewise, h.empty_lists(10_000)), (_feed_bytewise, h.empty_lists(40_000))],
+        rounds=3)
+
+
 @pytest.mark.slow
 @measured_again()
 def test_byte_at_a_time_stream_is_linear_and_within_5x():
-    benign = bytes(qwire.dumps(np.arange(25_000, dtype=np.int64)))  # 200 KB of plain data
-    hostile_small = h.empty_lists(10_000)
-    hostile_big = h.empty_lists(40_000)
-    r_benign, r_small, r_big = interleaved_rates(
-        [(_feed_bytewise, benign), (_feed_bytewise, hostile_small), (_feed_bytewise, hostile_big)], rounds=3)
+    (r_benign, r_small, r_big), _ = in_fresh_process(__file__, "measure_bytewise")
     assert r_big <= 3 * r_small, f"byte-at-a-time feeding: {r_big * 1e9:.0f} vs {r_small * 1e9:.0f} ns/byte"
     assert r_big <= 5 * r_benign, f"hostile {r_big * 1e9:.0f} ns/byte vs benign {r_benign * 1e9:.0f} ns/byte"
 
@@ -450,16 +382,3 @@ def test_stream_header_alone_allocates_at_most_the_initial_buffer():
         tracemalloc.stop()
     assert peak <= 2 * MiB + 64 * 1024
 
-
-if __name__ == "__main__":
-    # The measuring child of test_worst_case_time_within_5x_of_benign: prints one JSON line.
-    import resource
-
-    _, what, case, gc_mode = sys.argv
-    assert what == "worst-case"
-    messages = _benign()
-    hostile = WORST[case]()
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    measured = against_benign(qwire.loads, hostile, messages, gc_mode == "gc-on")
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-    print(json.dumps([*measured, faults]))
