@@ -140,7 +140,7 @@ BENIGN = {
     "nested lists": lambda: [[i, [i, [i]]] for i in range(20_000)],
     "table": lambda: qwire.Table({"a": np.arange(100_000), "s": np.array(["x", "y"] * 50_000, dtype=object)}),
     "10k registered dataclasses": lambda: [Trade(i, "IBM", 1.0) for i in range(10_000)],
-    "datetimes": lambda: [np.datetime64("2024-01-01T00:00:00.123456789") + i for i in range(10_000)],
+    "datetimes": lambda: [np.datetime64("2024-01-01T00:00:00.123456789") + np.timedelta64(i, "ns") for i in range(10_000)],
 }
 REGISTRY = qwire.Registry()
 REGISTRY.register(Trade)
